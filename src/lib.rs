@@ -1,0 +1,22 @@
+//! supportd: an e-mail-first inbound ticketing daemon.
+//!
+//! # Layout
+//! The modules follow the path a message takes:
+//! - [`mailbox`]: where raw messages come from (IMAP with IDLE, files, Maildir, stdin).
+//! - [`parse`]: raw bytes to a normalised message; never fails.
+//! - [`guard`]: is this mail automated (bounce, auto-reply, list, loop), and may we answer it.
+//! - [`thread`]: which ticket a message belongs to, and whether its sender may join it.
+//! - [`classify`]: admin-edited regex rules pick the category and the known-problem tips.
+//! - [`store`]: SQLite, the only module that writes SQL.
+//! - [`reply`]: acknowledgement and team notification, rendered from templates.
+//! - [`outbox`]: SMTP delivery of queued mail with retries.
+//! - [`pipeline`]: one batch of raw messages in, one committed transaction out.
+//! - [`daemon`]: intake and sender as tasks, signals, reload, systemd notify.
+//!
+//! [`config`] is the typed configuration; [`cli`] has one function per subcommand.
+
+pub mod config;
+pub mod parse;
+pub mod classify;
+pub mod guard;
+pub mod reply;
