@@ -20,3 +20,5 @@ pub mod parse;
 pub mod classify;
 pub mod guard;
 pub mod reply;
+pub mod thread;
+pub mod store;
