@@ -22,3 +22,5 @@ pub mod guard;
 pub mod reply;
 pub mod thread;
 pub mod store;
+pub mod credentials;
+pub mod tls;
