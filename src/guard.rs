@@ -1,1 +1,864 @@
-//! (being written)
+//! Is this mail automated? Bounces, auto-replies, lists, bulk mail, reports, challenge-response
+//! systems, robots and our own mail coming back must never be acknowledged (RFC 3834 §2): they
+//! are stored and linked, with the reason recorded, but nobody answers them.
+//!
+//! Pure logic over a [`ParsedMessage`]; the first rule that matches gives the kind and reason.
+//! Rules go from the most certain (our own loop header) to heuristics (subjects of MTAs that
+//! mark nothing). Subject heuristics are anchored at the start of the subject, so a person
+//! writing "Re: Out of office feature" or mentioning a vacation in the body is still answered.
+
+use std::sync::LazyLock;
+
+use regex::{Regex, RegexBuilder};
+
+use crate::parse::ParsedMessage;
+use crate::parse::report::{
+    BOUNCE_SUBJECT, DELAY_SUBJECT, WEAK_BOUNCE_SUBJECT, is_mailer_local_part,
+};
+
+/// What the guard needs to know about us.
+#[derive(Debug, Clone)]
+pub struct GuardPolicy {
+    /// Our own addresses, lower-cased (support address + aliases).
+    pub own_addresses: Vec<String>,
+    /// Domain of the support address: our own Message-IDs look like `sd.<...>@<own_domain>`.
+    pub own_domain: String,
+    /// Regex (whole local part, case-insensitive) of machine senders; from config
+    /// guard.robot_local_parts.
+    pub robot_local_parts: Regex,
+    /// Value of our loop header `X-Supportd-Loop` (the support address); mail carrying it is
+    /// our own coming back.
+    pub loop_header_value: String,
+}
+
+impl GuardPolicy {
+    /// Builds the policy; `robot_local_parts` is anchored (`^(?:...)$`) and case-insensitive.
+    /// The loop header value is the first own address.
+    ///
+    /// # Errors
+    /// `robot_local_parts` is not a valid regex.
+    pub fn new(
+        own_addresses: Vec<String>,
+        own_domain: &str,
+        robot_local_parts: &str,
+    ) -> Result<Self, regex::Error> {
+        let robot_local_parts = RegexBuilder::new(&format!("^(?:{robot_local_parts})$"))
+            .case_insensitive(true)
+            .build()?;
+        let own_addresses: Vec<String> = own_addresses
+            .into_iter()
+            .map(|a| a.trim().to_ascii_lowercase())
+            .collect();
+        Ok(Self {
+            loop_header_value: own_addresses.first().cloned().unwrap_or_default(),
+            own_addresses,
+            own_domain: own_domain.trim().to_ascii_lowercase(),
+            robot_local_parts,
+        })
+    }
+}
+
+/// Why a message is automated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AutomatedKind {
+    /// A non-delivery report: the recipients in `failed_recipients` (or the ticket's customer)
+    /// do not receive mail.
+    Bounce,
+    /// Vacation and other automatic answers.
+    AutoReply,
+    MailingList,
+    Bulk,
+    /// Reports that are not failures: MDN read receipts, ARF feedback, delay warnings,
+    /// successful delivery notices.
+    Report,
+    /// "Verify you are human before I accept your mail" systems (Boxbe, Spam Arrest, ...).
+    ChallengeResponse,
+    /// noreply and other machine senders.
+    Robot,
+    /// Our own address or our loop header.
+    OwnMail,
+}
+
+/// The guard's verdict on an automated message.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Automated {
+    pub kind: AutomatedKind,
+    /// Short machine-readable reason, e.g. "auto-submitted: auto-replied", "precedence: bulk",
+    /// "list-id", "null return-path", "multipart/report; report-type=delivery-status".
+    pub reason: String,
+}
+
+fn hit(kind: AutomatedKind, reason: impl Into<String>) -> Option<Automated> {
+    Some(Automated {
+        kind,
+        reason: reason.into(),
+    })
+}
+
+fn re(pattern: &str) -> Regex {
+    Regex::new(pattern).expect("static regex")
+}
+
+/// Subjects that autoresponders generate, anchored at the start (after optional `[tags]`), or
+/// their typical suffix. "Out of office" counts only as a prefix followed by a colon, or as the
+/// whole Lotus Notes sentence "X is out of the office.", never as words inside a subject.
+static AUTO_REPLY_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    re(concat!(
+        r"(?i)^\s*\[?\s*(?:",
+        r"auto\s*:|auto[- ]?reply\b|auto[- ]?response\b|automatic reply|automatic response",
+        r"|automated (?:reply|response)|r[ée]ponse automatique|risposta automatica",
+        r"|respuesta autom[áa]tica|resposta autom[áa]tica|automatische (?:antwort|beantwoording)",
+        r"|automatisch antwoord|automatyczna odpowied[źz]|abwesenheitsnotiz|abwesenheit\s*:",
+        r"|out of (?:the )?office\s*(?:auto ?reply|reply|notice|message)?\s*:",
+        r"|absence du bureau\s*:|absent\s*:|vacation (?:reply|response|message|notice|auto ?reply)",
+        r"|vacation\s*:|on vacation\s*:|away from (?:the )?office\s*:|i am out of the office",
+        r"|i'm out of the office|je suis absente?\b|message d'absence|ooo\s*:",
+        r")",
+        r"|^[^:]+ is out of (?:the )?office\.?\s*(?:\([^)]*\))?\s*$",
+        r"|\((?:automatic|auto)[- ]?(?:response|reply)\)\s*$"
+    ))
+});
+
+/// Abuse reports that predate ARF (Hotmail's JMRP, provider abuse desks).
+static COMPLAINT_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)^\s*(?:complaint about message from|abuse report\b|spamtraphit by|\[?abuse\]? report for)",
+    )
+});
+
+/// Subjects of challenge-response systems.
+static CHALLENGE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    re(concat!(
+        r"(?i)(?:please verify (?:that )?you are (?:a )?human|sender verification",
+        r"|verify your (?:e-?mail )?address to (?:deliver|reach)|confirm you are (?:a )?human",
+        r"|whitelist request|approve (?:your|my) (?:e-?mail|message)|boxbe|spam ?arrest)"
+    ))
+});
+
+/// Body phrases of challenge-response systems, looked for only in mail that already carries a
+/// machine hint, or in the first lines; a customer asking about sender verification is human.
+static CHALLENGE_BODY: LazyLock<Regex> = LazyLock::new(|| {
+    re(concat!(
+        r"(?i)(?:boxbe guest list|x-boxbe-notice|protected by bluebottle|spam ?arrest",
+        r"|please verify (?:that )?you are (?:a )?human|to have your (?:e-?mail )?address added to",
+        r"|added to (?:my|the recipient's) (?:allowed|approved|guest|white) ?list",
+        r"|i use (?:an? )?(?:anti-?spam|challenge|sender verification)",
+        r"|verify (?:that )?you are a (?:real )?(?:person|human)|mailchannels sender verification)"
+    ))
+});
+
+/// Domains of challenge-response services.
+const CHALLENGE_DOMAINS: &[&str] = &[
+    "boxbe.com",
+    "spamarrest.com",
+    "bluebottle.com",
+    "mailblocks.com",
+    "sanebox.com",
+];
+
+/// Opening lines of non-delivery reports from MTAs that mark nothing, neither in headers nor in
+/// the subject. Only read in the first lines of the body (a person forwarding a bounce writes
+/// above it) and only with a machine hint.
+static BOUNCE_BODY: LazyLock<Regex> = LazyLock::new(|| {
+    re(concat!(
+        r"(?i)(?:this is the mail system at host|i'm sorry to have to inform you that your message",
+        r"|this message was created automatically by mail delivery software",
+        r"|delivery to the following recipients? (?:failed|has been delayed)",
+        r"|your message (?:could not|cannot|was not|wasn't) (?:be )?delivered",
+        r"|message could not be delivered|could not be delivered to|the following addresses had permanent fatal errors",
+        r"|unable to deliver your message|delivery has failed to these recipients",
+        r"|hi\. this is the qmail-send program|the original message was received at",
+        r"|your message did not reach some or all of the intended recipients",
+        r"|permanent error|undeliverable|returned to sender)"
+    ))
+});
+
+fn local_part(address: &str) -> &str {
+    address.rsplit_once('@').map_or(address, |(l, _)| l)
+}
+
+fn domain(address: &str) -> &str {
+    address.rsplit_once('@').map_or("", |(_, d)| d)
+}
+
+/// The value of a structured header before any `;` parameters, lower-case.
+fn token(value: &str) -> String {
+    value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// The first non-blank lines of the body, for the phrase heuristics.
+fn opening(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(8)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Signs that a machine sent the message; not enough alone for every rule, but enough to let
+/// the weaker heuristics (body phrases) decide.
+fn machine_hint(msg: &ParsedMessage, policy: &GuardPolicy) -> bool {
+    msg.return_path.as_deref() == Some("")
+        || is_mailer_local_part(local_part(msg.from_address()))
+        || policy
+            .robot_local_parts
+            .is_match(local_part(msg.from_address()))
+        || msg
+            .header("auto-submitted")
+            .is_some_and(|v| token(v) != "no")
+        || msg.from.is_none()
+}
+
+/// Whether `msg` is automated, and why; None for mail a person wrote to us.
+pub fn inspect(msg: &ParsedMessage, policy: &GuardPolicy) -> Option<Automated> {
+    use AutomatedKind::*;
+    let from = msg.from_address();
+    // "From: MAILER-DAEMON" without a domain gives no usable address; the header text still
+    // names the sender.
+    let from_header = msg.header("from").unwrap_or("").to_ascii_lowercase();
+    let from_local = if from.is_empty() {
+        from_header
+            .split(|c: char| c == '<' || c == '>' || c == '"' || c.is_whitespace())
+            .map(local_part)
+            .find(|w| is_mailer_local_part(w))
+            .unwrap_or("")
+    } else {
+        local_part(from)
+    };
+    let subject = msg.subject.as_str();
+
+    // 1. Our own mail coming back: certain, and the most dangerous loop.
+    let mut loop_values = msg.header_all("x-supportd-loop").peekable();
+    if loop_values.peek().is_some() {
+        if loop_values.any(|v| v.trim().eq_ignore_ascii_case(&policy.loop_header_value)) {
+            return hit(OwnMail, "x-supportd-loop");
+        }
+        // Another supportd (a customer's helpdesk) answering us: still a machine.
+        return hit(AutoReply, "x-supportd-loop (other instance)");
+    }
+    if !from.is_empty() && policy.own_addresses.iter().any(|a| a == from) {
+        return hit(OwnMail, "own address");
+    }
+    if !msg.message_id_synthesized && !policy.own_domain.is_empty() {
+        let id = msg.message_id.to_ascii_lowercase();
+        if id.starts_with("sd.") && domain(&id) == policy.own_domain {
+            return hit(OwnMail, "own message-id");
+        }
+    }
+
+    // 2. Challenge-response before reports: Boxbe dresses its challenge as a DSN.
+    if CHALLENGE_DOMAINS.contains(&domain(from))
+        || msg.header("x-bluebottle-request").is_some()
+        || msg.header("x-boxbe-notice").is_some()
+    {
+        return hit(ChallengeResponse, format!("from: {}", domain(from)));
+    }
+    if CHALLENGE_SUBJECT.is_match(subject) && machine_hint(msg, policy) {
+        return hit(ChallengeResponse, "subject: challenge-response");
+    }
+
+    // 3. Structured reports (RFC 3462/3464/3798/5965).
+    if msg.content_type == "multipart/report" {
+        let rt = msg.report_type.as_deref().unwrap_or("");
+        let reason = if rt.is_empty() {
+            "multipart/report".to_string()
+        } else {
+            format!("multipart/report; report-type={rt}")
+        };
+        return match rt {
+            "delivery-status" | "global-delivery-status" => {
+                if CHALLENGE_BODY.is_match(&opening(&msg.text)) {
+                    return hit(ChallengeResponse, reason);
+                }
+                let any_failed = msg.delivery_actions.iter().any(|a| a.starts_with("fail"));
+                if !msg.delivery_actions.is_empty()
+                    && !any_failed
+                    && msg.failed_recipients.is_empty()
+                {
+                    // Delayed, relayed or delivered: nobody bounced.
+                    hit(Report, format!("{reason} (no failure)"))
+                } else {
+                    hit(Bounce, reason)
+                }
+            }
+            "disposition-notification" | "feedback-report" => hit(Report, reason),
+            _ if DELAY_SUBJECT.is_match(subject) => hit(Report, reason),
+            _ => hit(Bounce, reason),
+        };
+    }
+    if msg.header("x-failed-recipients").is_some() {
+        return hit(Bounce, "x-failed-recipients");
+    }
+    if is_mailer_local_part(from_local) {
+        let reason = format!("from: {}", from_local.to_ascii_lowercase());
+        if DELAY_SUBJECT.is_match(subject) {
+            return hit(Report, reason);
+        }
+        return hit(Bounce, reason);
+    }
+    if COMPLAINT_SUBJECT.is_match(subject) {
+        return hit(Report, format!("subject: {subject}"));
+    }
+    if DELAY_SUBJECT.is_match(subject) && machine_hint(msg, policy) {
+        return hit(Report, format!("subject: {subject}"));
+    }
+    if BOUNCE_SUBJECT.is_match(subject)
+        || (WEAK_BOUNCE_SUBJECT.is_match(subject) && machine_hint(msg, policy))
+    {
+        return hit(Bounce, format!("subject: {subject}"));
+    }
+
+    // 4. RFC 3834 and the vendor headers that predate it.
+    if let Some(v) = msg.header("auto-submitted") {
+        let t = token(v);
+        if !t.is_empty() && t != "no" {
+            let kind = if t == "auto-replied" {
+                AutoReply
+            } else if BOUNCE_BODY.is_match(&opening(&msg.text)) {
+                Bounce
+            } else {
+                Robot
+            };
+            return hit(kind, format!("auto-submitted: {t}"));
+        }
+    }
+    for name in [
+        "x-autoreply",
+        "x-autorespond",
+        "x-autoresponse",
+        "x-autoreply-from",
+        "x-mail-autoreply",
+    ] {
+        if let Some(v) = msg.header(name) {
+            let t = token(v);
+            // "X-Autoreply: no" exists in the wild as an explicit "I am a person".
+            if t != "no" && t != "false" {
+                return hit(AutoReply, name);
+            }
+        }
+    }
+    if msg
+        .header("x-autogenerated")
+        .is_some_and(|v| token(v) == "reply")
+    {
+        return hit(AutoReply, "x-autogenerated: reply");
+    }
+    if msg
+        .header("x-fc-machinegenerated")
+        .is_some_and(|v| token(v) == "true")
+    {
+        return hit(Robot, "x-fc-machinegenerated: true");
+    }
+    if let Some(v) = msg.header("x-otrs-loop").or(msg.header("x-loop"))
+        && matches!(token(v).as_str(), "yes" | "true")
+    {
+        return hit(Robot, "x-loop");
+    }
+    if msg
+        .header("x-amazon-mail-relay-type")
+        .is_some_and(|v| token(v) == "notification")
+    {
+        return hit(Robot, "x-amazon-mail-relay-type: notification");
+    }
+    for name in ["precedence", "x-precedence"] {
+        if let Some(v) = msg.header(name) {
+            let t = token(v);
+            let kind = match t.as_str() {
+                "bulk" | "junk" => Some(Bulk),
+                "list" => Some(MailingList),
+                "auto_reply" | "auto-reply" => Some(AutoReply),
+                _ => None,
+            };
+            if let Some(kind) = kind {
+                // A list that sets Precedence: bulk is still a list.
+                let kind = if kind == Bulk && msg.header("list-id").is_some() {
+                    MailingList
+                } else {
+                    kind
+                };
+                return hit(kind, format!("{name}: {t}"));
+            }
+        }
+    }
+    // RFC 2369/2919 headers, ezmlm's Mailing-List and fml's X-ML-*: list software, and list
+    // owners' notices ("you are not a member"), never a person writing to us directly.
+    for name in [
+        "list-id",
+        "list-post",
+        "list-subscribe",
+        "list-help",
+        "list-owner",
+        "list-archive",
+        "mailing-list",
+        "x-mailing-list",
+        "x-mlserver",
+        "x-ml-name",
+    ] {
+        if msg.header(name).is_some() {
+            return hit(MailingList, name);
+        }
+    }
+    // Newsletters and transactional senders carry List-Unsubscribe without being a list.
+    if msg.header("list-unsubscribe").is_some() {
+        return hit(Bulk, "list-unsubscribe");
+    }
+
+    // 5. Senders and envelopes.
+    if msg.return_path.as_deref() == Some("") {
+        let kind = if AUTO_REPLY_SUBJECT.is_match(subject) {
+            AutoReply
+        } else if CHALLENGE_BODY.is_match(&opening(&msg.text)) {
+            ChallengeResponse
+        } else if BOUNCE_BODY.is_match(&opening(&msg.text)) {
+            Bounce
+        } else {
+            // RFC 3834 §3.3 asks autoresponders for the null path; without a failure
+            // phrase, treating it as a bounce would mark a live address as dead.
+            AutoReply
+        };
+        return hit(kind, "null return-path");
+    }
+    if !from_local.is_empty() && policy.robot_local_parts.is_match(from_local) {
+        return hit(Robot, format!("from: {}", from_local.to_ascii_lowercase()));
+    }
+
+    // 6. Heuristics for systems that mark nothing.
+    if AUTO_REPLY_SUBJECT.is_match(subject) {
+        return hit(AutoReply, format!("subject: {subject}"));
+    }
+    // Exchange puts X-Auto-Response-Suppress on its own automatic replies, but Outlook also sets
+    // it on meeting requests and on messages that people send through CRM and Graph-based
+    // tools; a false positive here means a customer's request gets no ticket. In the corpora
+    // it only ever appears on machine mail that other rules already catch, so it counts only
+    // together with Exchange's inbox-rule marker.
+    if let Some(v) = msg.header("x-auto-response-suppress") {
+        let v = v.to_ascii_lowercase();
+        if (v.contains("all") || v.contains("autoreply") || v.contains("oof"))
+            && msg.header("x-ms-exchange-inbox-rules-loop").is_some()
+        {
+            return hit(AutoReply, "x-auto-response-suppress + inbox rule");
+        }
+    }
+    if machine_hint(msg, policy) {
+        let head = opening(&msg.text);
+        if CHALLENGE_BODY.is_match(&head) {
+            return hit(ChallengeResponse, "body: challenge-response");
+        }
+        if BOUNCE_BODY.is_match(&head) {
+            return hit(Bounce, "body: delivery failure");
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::parse;
+
+    fn policy() -> GuardPolicy {
+        GuardPolicy::new(
+            vec!["support@example.test".into(), "help@example.test".into()],
+            "example.test",
+            r"mailer-daemon|postmaster|noreply|no[-_.]?reply(?:[-_.+].*)?|notifications?",
+        )
+        .unwrap()
+    }
+
+    fn mail(headers: &str, body: &str) -> ParsedMessage {
+        let mut raw = String::new();
+        if !headers.contains("From:") {
+            raw.push_str("From: Bob <bob@example.net>\r\n");
+        }
+        if !headers.contains("Subject:") {
+            raw.push_str("Subject: Widget broken\r\n");
+        }
+        raw.push_str("To: support@example.test\r\nMessage-ID: <m1@example.net>\r\n");
+        for h in headers.lines().filter(|l| !l.is_empty()) {
+            raw.push_str(h);
+            raw.push_str("\r\n");
+        }
+        raw.push_str("\r\n");
+        raw.push_str(body);
+        parse(raw.as_bytes())
+    }
+
+    fn verdict(headers: &str, body: &str) -> Option<(AutomatedKind, String)> {
+        inspect(&mail(headers, body), &policy()).map(|a| (a.kind, a.reason))
+    }
+
+    fn kind(headers: &str, body: &str) -> Option<AutomatedKind> {
+        verdict(headers, body).map(|(k, _)| k)
+    }
+
+    #[test]
+    fn plain_human_mail_is_not_automated() {
+        assert_eq!(verdict("", "My widget is broken, please help."), None);
+    }
+
+    #[test]
+    fn human_mentioning_out_of_office_or_vacation_in_the_body_is_acknowledged() {
+        let body = "Hello, I will be on vacation next week and out of office until Monday.\r\nCan you fix my account before that?\r\n";
+        assert_eq!(verdict("", body), None);
+        assert_eq!(
+            verdict("Subject: Vacation rental booking problem", body),
+            None
+        );
+    }
+
+    #[test]
+    fn human_asking_about_the_out_of_office_feature_is_acknowledged() {
+        assert_eq!(
+            verdict(
+                "Subject: Question about the Out of Office feature",
+                "How do I set it?"
+            ),
+            None
+        );
+        assert_eq!(
+            verdict("Subject: Re: Out of office feature", "Thanks"),
+            None
+        );
+        assert_eq!(
+            verdict("Subject: Delivery status of my order 1234", "Where is it?"),
+            None
+        );
+        assert_eq!(
+            verdict("Subject: Undelivered package", "It never came."),
+            None
+        );
+    }
+
+    #[test]
+    fn auto_submitted_other_than_no_is_automated_and_no_is_not() {
+        assert_eq!(
+            verdict("Auto-Submitted: auto-replied; owner-email=\"x@y\"", ""),
+            Some((
+                AutomatedKind::AutoReply,
+                "auto-submitted: auto-replied".into()
+            ))
+        );
+        assert_eq!(
+            kind("Auto-Submitted: auto-generated", "Report"),
+            Some(AutomatedKind::Robot)
+        );
+        assert_eq!(kind("Auto-Submitted: No", "hi"), None);
+    }
+
+    #[test]
+    fn precedence_values_give_their_kind_and_others_are_ignored() {
+        assert_eq!(
+            verdict("Precedence: bulk", ""),
+            Some((AutomatedKind::Bulk, "precedence: bulk".into()))
+        );
+        assert_eq!(kind("X-Precedence: junk", ""), Some(AutomatedKind::Bulk));
+        assert_eq!(
+            kind("Precedence: list", ""),
+            Some(AutomatedKind::MailingList)
+        );
+        assert_eq!(
+            kind("Precedence: auto_reply", ""),
+            Some(AutomatedKind::AutoReply)
+        );
+        // "first-class" and "normal" exist and mean a person; UVdesk and Znuny drop these.
+        assert_eq!(kind("Precedence: first-class", ""), None);
+        assert_eq!(kind("Precedence: normal", ""), None);
+    }
+
+    #[test]
+    fn list_headers_are_mailing_list_or_bulk() {
+        assert_eq!(
+            verdict("List-Id: <dev.lists.example.org>", ""),
+            Some((AutomatedKind::MailingList, "list-id".into()))
+        );
+        assert_eq!(
+            kind("List-Post: <mailto:dev@example.org>", ""),
+            Some(AutomatedKind::MailingList)
+        );
+        assert_eq!(
+            kind("List-Unsubscribe: <https://news.example.com/u>", ""),
+            Some(AutomatedKind::Bulk)
+        );
+    }
+
+    #[test]
+    fn vendor_autoreply_headers_are_auto_replies() {
+        for h in [
+            "X-Autoreply: yes",
+            "X-Autorespond: vacation",
+            "X-AutoReply-From: bob@example.net",
+            "X-Mail-Autoreply: yes",
+            "X-Autogenerated: Reply",
+        ] {
+            assert_eq!(kind(h, ""), Some(AutomatedKind::AutoReply), "{h}");
+        }
+        assert_eq!(
+            kind("X-FC-MachineGenerated: true", ""),
+            Some(AutomatedKind::Robot)
+        );
+    }
+
+    #[test]
+    fn auto_response_suppress_alone_is_not_enough() {
+        assert_eq!(
+            kind("X-Auto-Response-Suppress: All", "Please call me."),
+            None
+        );
+        assert_eq!(
+            kind(
+                "X-Auto-Response-Suppress: All\r\nX-MS-Exchange-Inbox-Rules-Loop: bob@example.net",
+                "I am away."
+            ),
+            Some(AutomatedKind::AutoReply)
+        );
+    }
+
+    #[test]
+    fn null_return_path_is_automated_and_a_bounce_only_with_a_failure_phrase() {
+        assert_eq!(
+            verdict("Return-Path: <>", "I am away until Monday."),
+            Some((AutomatedKind::AutoReply, "null return-path".into()))
+        );
+        assert_eq!(
+            kind(
+                "Return-Path: <>",
+                "This is the mail system at host mx.example.net.\r\n"
+            ),
+            Some(AutomatedKind::Bounce)
+        );
+    }
+
+    #[test]
+    fn robot_senders_are_robots() {
+        assert_eq!(
+            verdict("From: Shop <no-reply@shop.example.com>", "Your order"),
+            Some((AutomatedKind::Robot, "from: no-reply".into()))
+        );
+        assert_eq!(
+            kind("From: NoReply+billing@shop.example.com", ""),
+            Some(AutomatedKind::Robot)
+        );
+        // Whole local part only: "noreen" is a person.
+        assert_eq!(kind("From: noreen@example.net", ""), None);
+    }
+
+    #[test]
+    fn mailer_daemon_is_a_bounce_even_without_a_domain() {
+        assert_eq!(
+            verdict("From: Mail Delivery Subsystem <MAILER-DAEMON>", "whatever"),
+            Some((AutomatedKind::Bounce, "from: mailer-daemon".into()))
+        );
+        assert_eq!(
+            kind("From: postmaster@example.net", ""),
+            Some(AutomatedKind::Bounce)
+        );
+    }
+
+    #[test]
+    fn structured_reports_are_classified_by_report_type() {
+        let ct = |rt: &str| {
+            format!(
+                "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type={rt}; boundary=\"b\""
+            )
+        };
+        let body = "--b\r\nContent-Type: text/plain\r\n\r\nreport\r\n--b--\r\n";
+        assert_eq!(
+            verdict(&ct("delivery-status"), body),
+            Some((
+                AutomatedKind::Bounce,
+                "multipart/report; report-type=delivery-status".into()
+            ))
+        );
+        assert_eq!(
+            kind(&ct("disposition-notification"), body),
+            Some(AutomatedKind::Report)
+        );
+        assert_eq!(
+            kind(&ct("feedback-report"), body),
+            Some(AutomatedKind::Report)
+        );
+    }
+
+    #[test]
+    fn a_delay_report_is_not_a_bounce() {
+        let raw = "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"";
+        let body = "--b\r\nContent-Type: text/plain\r\n\r\nStill trying.\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\nFinal-Recipient: rfc822; bob@example.net\r\nAction: delayed\r\nStatus: 4.4.7\r\n--b--\r\n";
+        assert_eq!(kind(raw, body), Some(AutomatedKind::Report));
+    }
+
+    #[test]
+    fn x_failed_recipients_is_a_bounce() {
+        assert_eq!(
+            verdict("X-Failed-Recipients: bob@example.net", ""),
+            Some((AutomatedKind::Bounce, "x-failed-recipients".into()))
+        );
+    }
+
+    #[test]
+    fn our_own_mail_is_recognised_three_ways() {
+        assert_eq!(
+            verdict("X-Supportd-Loop: support@example.test", ""),
+            Some((AutomatedKind::OwnMail, "x-supportd-loop".into()))
+        );
+        assert_eq!(
+            verdict("X-Supportd-Loop: helpdesk@other.example", ""),
+            Some((
+                AutomatedKind::AutoReply,
+                "x-supportd-loop (other instance)".into()
+            ))
+        );
+        assert_eq!(
+            verdict("From: HELP@example.test", ""),
+            Some((AutomatedKind::OwnMail, "own address".into()))
+        );
+        let m = parse(b"From: x@example.net\r\nMessage-ID: <sd.abc.123@example.test>\r\n\r\nhi");
+        assert_eq!(
+            inspect(&m, &policy()).map(|a| a.reason),
+            Some("own message-id".into())
+        );
+        // A customer's id that merely starts with "sd." on another domain is not ours.
+        let m = parse(b"From: x@example.net\r\nMessage-ID: <sd.abc@example.net>\r\n\r\nhi");
+        assert_eq!(inspect(&m, &policy()), None);
+    }
+
+    #[test]
+    fn bounce_subjects_of_mtas_that_mark_nothing_are_bounces() {
+        for s in [
+            "Undelivered Mail Returned to Sender",
+            "Undeliverable: Widget broken",
+            "Mail delivery failed: returning message to sender",
+            "Returned mail: see transcript for details",
+            "failure notice",
+            "Non remis : Votre demande",
+            "Unzustellbar: Anfrage",
+            "Mail System Error - Returned Mail",
+            "Delivery Status Notification (Failure)",
+        ] {
+            assert_eq!(
+                kind(&format!("Subject: {s}"), ""),
+                Some(AutomatedKind::Bounce),
+                "{s}"
+            );
+        }
+        // A person forwarding a bounce wants help with it.
+        assert_eq!(
+            kind("Subject: Fwd: Undelivered Mail Returned to Sender", "Why?"),
+            None
+        );
+    }
+
+    #[test]
+    fn delay_warnings_from_machines_are_reports() {
+        assert_eq!(
+            kind(
+                "From: MAILER-DAEMON@mx.example.net\r\nSubject: Warning: could not send message for past 4 hours",
+                ""
+            ),
+            Some(AutomatedKind::Report)
+        );
+    }
+
+    #[test]
+    fn auto_reply_subjects_of_systems_that_mark_nothing_are_auto_replies() {
+        for s in [
+            "Auto: Widget broken",
+            "Automatic reply: Widget broken",
+            "Réponse automatique : Widget",
+            "Out of Office: Widget broken",
+            "Out of Office AutoReply: Widget",
+            "Autoreply: hello",
+            "Abwesenheitsnotiz: Anfrage",
+            "Vacation reply",
+            "John Smith is out of the office.",
+            "Re: blah (Automatic Response)",
+            "[Automatyczna odpowiedź] test",
+        ] {
+            assert_eq!(
+                kind(&format!("Subject: {s}"), ""),
+                Some(AutomatedKind::AutoReply),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn challenge_response_systems_are_recognised() {
+        assert_eq!(
+            kind(
+                "From: noreply@boxbe.com",
+                "Please add yourself to my Boxbe Guest List"
+            ),
+            Some(AutomatedKind::ChallengeResponse)
+        );
+        assert_eq!(
+            kind(
+                "Return-Path: <>\r\nSubject: Please verify you are a human",
+                "Click the link to be added to my approved list."
+            ),
+            Some(AutomatedKind::ChallengeResponse)
+        );
+        // A customer asking about sender verification is a person.
+        assert_eq!(
+            kind(
+                "Subject: Sender verification fails for our domain",
+                "SPF looks fine."
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn the_policy_anchors_the_robot_regex_and_rejects_invalid_ones() {
+        let p =
+            GuardPolicy::new(vec!["Support@Example.test".into()], "Example.test", "bot").unwrap();
+        assert!(p.robot_local_parts.is_match("BOT"));
+        assert!(!p.robot_local_parts.is_match("robot"));
+        assert_eq!(p.loop_header_value, "support@example.test");
+        assert_eq!(p.own_domain, "example.test");
+        assert!(GuardPolicy::new(vec![], "x", "(").is_err());
+    }
+
+    mod property {
+        use super::*;
+        use proptest::prelude::*;
+
+        const SAMPLE: &str = "From: Bob <bob@example.net>\r\nTo: support@example.test\r\nSubject: =?utf-8?q?Caf=C3=A9?= broken\r\nMessage-ID: <a@b>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/html; charset=x-unknown\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n<p>On Mon, 1 Jan 2026, X wrote:</p>=E9\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\nFinal-Recipient: rfc822; a@b\r\nAction: failed\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nMessage-ID: <sd.x@example.test>\r\n\r\nhi\r\n--b--\r\n";
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn parse_and_inspect_never_panic_on_arbitrary_bytes(raw in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                let m = parse(&raw);
+                let _ = inspect(&m, &policy());
+            }
+
+            #[test]
+            fn parse_and_inspect_never_panic_on_mutated_messages(
+                edits in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>(), 0u8..3), 1..24)
+            ) {
+                let mut raw = SAMPLE.as_bytes().to_vec();
+                for (at, byte, op) in edits {
+                    if raw.is_empty() {
+                        raw.push(byte);
+                        continue;
+                    }
+                    let i = at.index(raw.len());
+                    match op {
+                        0 => raw[i] = byte,
+                        1 => raw.insert(i, byte),
+                        _ => { raw.remove(i); }
+                    }
+                }
+                let m = parse(&raw);
+                let _ = inspect(&m, &policy());
+            }
+        }
+    }
+}

@@ -15,12 +15,17 @@
 //!
 //! [`config`] is the typed configuration; [`cli`] has one function per subcommand.
 
-pub mod config;
-pub mod parse;
 pub mod classify;
-pub mod guard;
-pub mod reply;
-pub mod thread;
-pub mod store;
+pub mod cli;
+pub mod config;
 pub mod credentials;
+pub mod daemon;
+pub mod guard;
+pub mod mailbox;
+pub mod outbox;
+pub mod parse;
+pub mod pipeline;
+pub mod reply;
+pub mod store;
+pub mod thread;
 pub mod tls;

@@ -3,11 +3,22 @@
 //! Entry point: [`parse`]. It never fails: whatever the input, the caller gets a message with
 //! every field it could recover and a list of `warnings` for what it could not. The raw bytes are
 //! stored by the caller regardless, so nothing here can lose a message.
+//!
+//! Submodules: [`quote`] finds what the sender wrote this time, [`lang`] guesses fr/en,
+//! [`report`] reads delivery reports.
 
 use std::borrow::Cow;
 
-use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders};
+use mail_parser::decoders::charsets::map::charset_decoder;
+use mail_parser::{
+    Address, Encoding, HeaderName, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders,
+    PartType,
+};
 use sha2::{Digest, Sha256};
+
+pub mod lang;
+pub mod quote;
+pub mod report;
 
 /// One address of a From/To/Cc header.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -47,7 +58,8 @@ pub struct ParsedMessage {
     pub subject: String,
     /// Date header as unix seconds.
     pub date: Option<i64>,
-    /// The whole text body (HTML-only mail converted to text).
+    /// The whole text body (HTML-only mail converted to text; several inline text parts joined
+    /// by a blank line).
     pub text: String,
     /// What the sender wrote this time: quoted history and signature removed.
     pub new_text: String,
@@ -66,6 +78,10 @@ pub struct ParsedMessage {
     pub bounced_message_ids: Vec<String>,
     /// For delivery reports: recipients the report says failed, lower-cased.
     pub failed_recipients: Vec<String>,
+    /// For delivery reports: the `Action` of each recipient in a message/delivery-status part,
+    /// lower-case ("failed", "delayed", "delivered", "relayed", "expanded"). A report whose
+    /// recipients were only delayed or delivered is not a bounce.
+    pub delivery_actions: Vec<String>,
     /// What could not be recovered, in words, for the operator.
     pub warnings: Vec<String>,
 }
@@ -117,6 +133,66 @@ pub fn normalize_line_endings(raw: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
+/// Built once. Received headers are kept raw: nothing here reads their structure, and
+/// mail-parser's Received parser costs more than the rest of a typical message together.
+/// Any custom entry switches mail-parser's built-in table off, so the table is restated here
+/// (as of mail-parser 0.11) with only Received changed.
+static PARSER: std::sync::LazyLock<MessageParser> = std::sync::LazyLock::new(|| {
+    use HeaderName as H;
+    let mut p = MessageParser::new();
+    for h in [
+        H::Subject,
+        H::Comments,
+        H::ContentDescription,
+        H::ContentLocation,
+        H::ContentTransferEncoding,
+    ] {
+        p = p.header_text(h);
+    }
+    for h in [
+        H::From,
+        H::To,
+        H::Cc,
+        H::Bcc,
+        H::ReplyTo,
+        H::Sender,
+        H::ResentTo,
+        H::ResentFrom,
+        H::ResentBcc,
+        H::ResentCc,
+        H::ResentSender,
+        H::ListArchive,
+        H::ListHelp,
+        H::ListId,
+        H::ListOwner,
+        H::ListPost,
+        H::ListSubscribe,
+        H::ListUnsubscribe,
+    ] {
+        p = p.header_address(h);
+    }
+    for h in [H::Date, H::ResentDate] {
+        p = p.header_date(h);
+    }
+    for h in [
+        H::MessageId,
+        H::References,
+        H::InReplyTo,
+        H::ReturnPath,
+        H::ContentId,
+        H::ResentMessageId,
+    ] {
+        p = p.header_id(h);
+    }
+    for h in [H::Keywords, H::ContentLanguage] {
+        p = p.header_comma_separated(h);
+    }
+    for h in [H::ContentType, H::ContentDisposition] {
+        p = p.header_content_type(h);
+    }
+    p.header_raw(H::MimeVersion).header_raw(H::Received)
+});
+
 /// Parses `raw`; never fails (see the module doc).
 pub fn parse(raw: &[u8]) -> ParsedMessage {
     let mut out = ParsedMessage {
@@ -125,17 +201,17 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
         ..Default::default()
     };
     let bytes = normalize_line_endings(raw);
-    let Some(msg) = MessageParser::default().parse(bytes.as_ref()) else {
+    let Some(msg) = PARSER.parse(bytes.as_ref()) else {
         out.warnings.push("not parseable as a MIME message".into());
         out.message_id = synthesized_id(&out.raw_sha256);
         out.message_id_synthesized = true;
         out.text = String::from_utf8_lossy(raw).into_owned();
-        out.new_text = out.text.clone();
+        out.new_text = out.text.trim().to_string();
         return out;
     };
 
     match msg.message_id().map(str::trim).filter(|s| !s.is_empty()) {
-        Some(id) => out.message_id = id.to_string(),
+        Some(id) => out.message_id = id.trim_matches(['<', '>']).to_string(),
         None => {
             out.warnings.push("no Message-ID; synthesised one".into());
             out.message_id = synthesized_id(&out.raw_sha256);
@@ -151,68 +227,86 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
     out.reply_to = first_mailbox(msg.reply_to());
     out.to = all_mailboxes(msg.to());
     out.cc = all_mailboxes(msg.cc());
-    out.subject = clean_header_text(msg.subject().unwrap_or(""));
     out.date = msg.date().map(|d| d.to_timestamp());
     out.headers = msg
         .headers()
         .iter()
         .map(|h| {
             let name = h.name().to_ascii_lowercase();
-            let value = msg
-                .header_raw(h.name())
-                .map(|_| header_text(h.value(), &msg, h))
-                .unwrap_or_default();
+            let value = header_text(&msg, h);
             (name, value)
         })
         .collect();
+    out.subject = subject_text(&msg, &mut out.warnings);
     if let Some(ct) = msg.root_part().content_type() {
-        out.content_type = match ct.subtype() {
-            Some(sub) => format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase(),
-            None => ct.ctype().to_ascii_lowercase(),
-        };
-        out.report_type = ct.attribute("report-type").map(str::to_ascii_lowercase);
+        out.content_type = mime_type_of(ct);
+        out.report_type = ct
+            .attribute("report-type")
+            .map(|t| t.trim().to_ascii_lowercase());
     } else {
         out.content_type = "text/plain".into();
     }
-    out.return_path = match msg.return_path() {
-        HeaderValue::Text(t) => Some(t.trim().trim_matches(['<', '>']).to_ascii_lowercase()),
-        HeaderValue::TextList(l) => l
-            .first()
-            .map(|t| t.trim().trim_matches(['<', '>']).to_ascii_lowercase()),
-        _ => out
-            .headers
-            .iter()
-            .find(|(n, _)| n == "return-path")
-            .map(|(_, v)| v.trim().trim_matches(['<', '>']).trim().to_ascii_lowercase()),
-    };
-    out.text = msg
-        .body_text(0)
-        .map(|t| t.into_owned())
-        .unwrap_or_default();
-    out.new_text = out.text.trim().to_string();
+    out.return_path = return_path(&msg, &out.headers);
+    out.text = body_text(&msg, &mut out.warnings);
+    if out.text.is_empty() {
+        out.text = unsplit_multipart_body(&msg, &mut out.warnings);
+    }
+    if out.text.is_empty()
+        && msg.attachments().any(|a| {
+            a.content_type().is_some_and(|ct| {
+                ct.subtype()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("ms-tnef"))
+            })
+        })
+    {
+        out.warnings.push(
+            "the text is inside a TNEF attachment (winmail.dat), which is not decoded".into(),
+        );
+    }
+    out.new_text = quote::new_text(&out.text);
+    out.language = lang::detect(&out.new_text).map(str::to_string);
     out.attachments = msg
-        .attachments()
+        .attachments
+        .iter()
+        // The root is listed only when it is the whole body of a broken multipart.
+        .filter(|&&i| i != 0)
+        .filter_map(|&i| msg.part(i))
         .map(|a| AttachmentMeta {
             filename: a.attachment_name().map(str::to_string),
             content_type: a
                 .content_type()
-                .map(|ct| match ct.subtype() {
-                    Some(sub) => format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase(),
-                    None => ct.ctype().to_ascii_lowercase(),
-                })
+                .map(mime_type_of)
                 .unwrap_or_else(|| "application/octet-stream".into()),
             size: a.len(),
         })
         .collect();
+    report::fill(&msg, &mut out);
     out
 }
 
 fn synthesized_id(sha: &str) -> String {
-    format!("{}@sha256.supportd.invalid", &sha[..32])
+    format!("{}@sha256.supportd.invalid", sha.get(..32).unwrap_or(sha))
 }
 
-fn header_text(value: &HeaderValue<'_>, _msg: &mail_parser::Message<'_>, h: &mail_parser::Header<'_>) -> String {
-    match value {
+fn mime_type_of(ct: &mail_parser::ContentType<'_>) -> String {
+    match ct.subtype() {
+        Some(sub) => format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase(),
+        None => ct.ctype().to_ascii_lowercase(),
+    }
+}
+
+/// The header's bytes as they stand in the message, unfolded and cleaned; for headers that
+/// mail-parser parses into a structure we have no text form for (Received, a Date it could not
+/// read), so the guard and the operator still see the value.
+fn raw_header_text(msg: &Message<'_>, h: &mail_parser::Header<'_>) -> String {
+    msg.raw_message
+        .get(h.offset_start as usize..h.offset_end as usize)
+        .map(|b| clean_header_text(&decode_8bit(b)))
+        .unwrap_or_default()
+}
+
+fn header_text(msg: &Message<'_>, h: &mail_parser::Header<'_>) -> String {
+    match h.value() {
         HeaderValue::Text(t) => clean_header_text(t),
         HeaderValue::TextList(l) => clean_header_text(&l.join(", ")),
         HeaderValue::Address(a) => clean_header_text(&address_text(a)),
@@ -223,15 +317,232 @@ fn header_text(value: &HeaderValue<'_>, _msg: &mail_parser::Message<'_>, h: &mai
                 None => ct.ctype().to_string(),
             };
             for attr in ct.attributes().unwrap_or(&[]) {
-                s.push_str(&format!("; {}={}", attr.name, attr.value));
+                s.push_str("; ");
+                s.push_str(&attr.name);
+                s.push('=');
+                s.push_str(&attr.value);
             }
             s
         }
-        _ => {
-            let _ = h;
-            String::new()
+        HeaderValue::Received(_) | HeaderValue::Empty => raw_header_text(msg, h),
+    }
+}
+
+/// Subject, with raw 8-bit bytes that are not UTF-8 read as windows-1252 instead of turned into
+/// replacement characters (mail-parser's choice): old clients send Latin-1 subjects unencoded.
+fn subject_text(msg: &Message<'_>, warnings: &mut Vec<String>) -> String {
+    let decoded = msg.subject().unwrap_or("");
+    if decoded.contains('\u{FFFD}')
+        && let Some(h) = msg
+            .headers()
+            .iter()
+            .find(|h| matches!(h.name, HeaderName::Subject))
+        && let Some(raw) = msg
+            .raw_message
+            .get(h.offset_start as usize..h.offset_end as usize)
+        && std::str::from_utf8(raw).is_err()
+        && !raw.windows(2).any(|w| w == b"=?")
+    {
+        // The body's declared charset is the best guess for the same sender's raw subject.
+        let hint = msg
+            .text_bodies()
+            .filter_map(|p| p.content_type()?.attribute("charset"))
+            .map(|c| c.trim().trim_matches(['"', '\'', ';']))
+            .find(|c| !c.eq_ignore_ascii_case("utf-8") && !c.eq_ignore_ascii_case("us-ascii"));
+        if let Some(label) = hint
+            && let Some(decode) = charset_decoder(label.as_bytes())
+        {
+            warnings.push(format!(
+                "Subject has unencoded 8-bit bytes; read as {label} like the body"
+            ));
+            return clean_header_text(&decode(raw));
+        }
+        warnings.push("Subject has unencoded 8-bit bytes; read as windows-1252".into());
+        return clean_header_text(&decode_8bit(raw));
+    }
+    clean_header_text(decoded)
+}
+
+/// UTF-8 when the bytes are UTF-8, windows-1252 otherwise: the two encodings unlabelled mail
+/// is realistically in (RT's `@EmailInputEncodings` makes the same bet).
+fn decode_8bit(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => match charset_decoder(b"windows-1252") {
+            Some(decode) => Cow::Owned(decode(bytes)),
+            None => String::from_utf8_lossy(bytes),
+        },
+    }
+}
+
+fn return_path(msg: &Message<'_>, headers: &[(String, String)]) -> Option<String> {
+    let clean = |t: &str| {
+        t.trim()
+            .trim_matches(['<', '>'])
+            .trim()
+            .to_ascii_lowercase()
+    };
+    match msg.return_path() {
+        HeaderValue::Text(t) => Some(clean(t)),
+        HeaderValue::TextList(l) => l.first().map(|t| clean(t)),
+        _ => headers
+            .iter()
+            .find(|(n, _)| n == "return-path")
+            .map(|(_, v)| clean(v)),
+    }
+}
+
+/// Every inline text body part, converted and joined. Apple Mail splits one message into
+/// several text parts around inline images, so taking only the first would lose text.
+fn body_text(msg: &Message<'_>, warnings: &mut Vec<String>) -> String {
+    let mut out = String::new();
+    for (i, part) in msg.text_bodies().enumerate() {
+        let text = part_text(msg, part, i, warnings);
+        let text = text.trim_end();
+        if text.trim().is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str("\n\n");
+        }
+        out.push_str(text);
+    }
+    out
+}
+
+/// A multipart message whose boundary never occurs has no parts at all for mail-parser, yet its
+/// body is often a perfectly readable bounce or note; keep it as plain text.
+fn unsplit_multipart_body(msg: &Message<'_>, warnings: &mut Vec<String>) -> String {
+    let root = msg.root_part();
+    let text = match &root.body {
+        PartType::Multipart(children) if children.is_empty() => msg
+            .raw_message
+            .get(root.offset_body as usize..)
+            .map(|b| decode_8bit(b).trim().to_string())
+            .unwrap_or_default(),
+        // With no boundary found, mail-parser keeps the body as one text "attachment".
+        PartType::Text(t) => t.trim().to_string(),
+        PartType::Html(h) => html_to_text(h),
+        _ => String::new(),
+    };
+    if !text.is_empty() {
+        warnings.push("multipart body without its boundary; kept as plain text".into());
+    }
+    text
+}
+
+/// The text of one body part. mail-parser decodes unknown or missing charsets as lossy UTF-8;
+/// when that produced replacement characters, decode the part again as windows-1252, which
+/// never fails and is right for most unlabelled Western mail.
+fn part_text<'a>(
+    msg: &'a Message<'a>,
+    part: &'a MessagePart<'a>,
+    index: usize,
+    warnings: &mut Vec<String>,
+) -> Cow<'a, str> {
+    let (text, is_html) = match &part.body {
+        PartType::Text(t) => (t, false),
+        PartType::Html(h) => (h, true),
+        _ => return Cow::Borrowed(""),
+    };
+    let charset = part
+        .content_type()
+        .and_then(|ct| ct.attribute("charset"))
+        .map(|c| c.trim().trim_matches(['"', '\'', ';']).trim());
+    // UTF-8 is mail-parser's native case and so absent from its table of decoders.
+    let utf8_label =
+        charset.is_some_and(|c| c.eq_ignore_ascii_case("utf-8") || c.eq_ignore_ascii_case("utf8"));
+    let known = utf8_label || charset.is_some_and(|c| charset_decoder(c.as_bytes()).is_some());
+    let mut text: Cow<'a, str> = Cow::Borrowed(text.as_ref());
+    if text.contains('\u{FFFD}') {
+        let label = charset.unwrap_or("none");
+        if (!known || utf8_label)
+            && !mostly_utf8(&text)
+            && let Some(bytes) = transfer_decoded(msg, part)
+            && std::str::from_utf8(&bytes).is_err()
+            && let Some(decode) = charset_decoder(b"windows-1252")
+        {
+            warnings.push(format!(
+                "text part {index}: charset {label:?} does not fit its bytes; read as windows-1252"
+            ));
+            text = Cow::Owned(decode(&bytes));
+        } else if !known {
+            warnings.push(format!(
+                "text part {index}: unknown charset {label:?}; undecodable bytes replaced"
+            ));
+        }
+    } else if let Some(label) = charset.filter(|_| !known) {
+        warnings.push(format!(
+            "text part {index}: unknown charset {label:?}; read as UTF-8"
+        ));
+    }
+    if is_html {
+        Cow::Owned(html_to_text(&text))
+    } else {
+        text
+    }
+}
+
+/// Whether lossily decoded text is UTF-8 with a few broken bytes rather than another
+/// encoding: then its correctly decoded non-ASCII characters outnumber the replacements, and
+/// re-reading it all as windows-1252 would garble the good part.
+fn mostly_utf8(text: &str) -> bool {
+    let (mut good, mut bad) = (0usize, 0usize);
+    for c in text.chars().filter(|c| !c.is_ascii()) {
+        if c == '\u{FFFD}' {
+            bad += 1;
+        } else {
+            good += 1;
         }
     }
+    good > bad
+}
+
+/// The part's body bytes with the transfer encoding undone, before any charset decoding.
+fn transfer_decoded(msg: &Message<'_>, part: &MessagePart<'_>) -> Option<Vec<u8>> {
+    let raw = msg
+        .raw_message
+        .get(part.offset_body as usize..part.offset_end as usize)?;
+    match part.encoding {
+        Encoding::None => Some(raw.to_vec()),
+        Encoding::QuotedPrintable => {
+            mail_parser::decoders::quoted_printable::quoted_printable_decode(raw)
+        }
+        Encoding::Base64 => mail_parser::decoders::base64::base64_decode(raw),
+    }
+}
+
+/// HTML to readable text. mail-parser's converter drops tags, styles, scripts and entities but
+/// breaks lines only at `<br>` and `</p>`; Outlook and webmail lay text out in `<div>`s, table
+/// cells and list items, which would otherwise run together on one line and hide the reply
+/// header blocks the quote stripper looks for. So block-level tags become line breaks first.
+pub fn html_to_text(html: &str) -> String {
+    static BLOCK: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"(?i)<(?:/?(?:div|tr|li|h[1-6]|blockquote|table|ul|ol|pre|hr|dt|dd)\b[^>]*|br\s*/?)>",
+        )
+        .expect("static regex")
+    });
+    let marked = BLOCK.replace_all(html, "<br>");
+    let text = mail_parser::decoders::html::html_to_text(&marked);
+    // Collapse the runs of empty lines nested blocks leave behind.
+    let mut out = String::with_capacity(text.len());
+    let mut blank = 0;
+    for line in text.lines() {
+        let line = line.trim_end();
+        if line.trim().is_empty() {
+            blank += 1;
+            if blank > 1 || out.is_empty() {
+                continue;
+            }
+        } else {
+            blank = 0;
+        }
+        out.push_str(line.trim_start_matches('\u{a0}'));
+        out.push('\n');
+    }
+    out.truncate(out.trim_end().len());
+    out
 }
 
 fn address_text(a: &Address<'_>) -> String {
@@ -261,7 +572,8 @@ pub fn clean_header_text(s: &str) -> String {
             last_space = false;
         }
     }
-    out.trim_end().to_string()
+    out.truncate(out.trim_end().len());
+    out
 }
 
 fn id_list(value: &HeaderValue<'_>) -> Vec<String> {
@@ -277,7 +589,12 @@ fn id_list(value: &HeaderValue<'_>) -> Vec<String> {
 }
 
 fn to_mailbox(addr: &mail_parser::Addr<'_>) -> Option<Mailbox> {
-    let address = addr.address.as_ref()?.trim().to_ascii_lowercase();
+    let address = addr
+        .address
+        .as_ref()?
+        .trim()
+        .trim_matches(['<', '>'])
+        .to_ascii_lowercase();
     if !address.contains('@') {
         return None;
     }

@@ -1,1 +1,740 @@
-//! (being written)
+//! Acknowledgement to the customer and notification to the team, rendered from admin-edited
+//! Handlebars templates into the exact RFC 5322 bytes the outbox will send.
+//!
+//! Templates only ever produce a text/plain body: subjects and headers are computed here, and
+//! every value that reaches a header is stripped of control characters first, so neither an
+//! admin's template nor a customer's name or subject can add a header.
+
+mod message;
+mod wording;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use handlebars::template::TemplateElement;
+use handlebars::{
+    Context, Handlebars, Helper, HelperDef, HelperResult, JsonTruthy, Output, RenderContext,
+    RenderError, RenderErrorReason, Renderable, Template, TemplateError,
+};
+use serde::Serialize;
+
+use wording::Lang;
+
+/// Loop header put on everything we send; its value is our own address.
+pub const LOOP_HEADER: &str = "X-Supportd-Loop";
+
+/// First line of every acknowledgement; the quote stripper cuts a customer's reply there.
+pub const REPLY_ABOVE_MARKER: &str =
+    "-- Répondez au-dessus de cette ligne / Reply above this line --";
+
+/// The templates every locale folder must provide, without the `.hbs` extension.
+const TEMPLATE_NAMES: [&str; 3] = ["ack", "ack_short", "notification"];
+
+/// Far above any real mail template; keeps a mistaken paste (a log, a whole page) out of
+/// every mail we send.
+const MAX_TEMPLATE_BYTES: usize = 32 * 1024;
+
+/// Handlebars parses and renders recursively; a few hundred nested blocks overflow a 2 MiB
+/// thread stack, so an admin's edit must not get anywhere near that.
+const MAX_NESTING: usize = 16;
+
+/// Stands in for an empty subject in both languages, so it needs no locale.
+const NO_SUBJECT: &str = "(no subject)";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplyError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("template {}: {reason}", path.display())]
+    Template { path: PathBuf, reason: String },
+    #[error("no locale folder with templates in {}", .0.display())]
+    NoLocale(PathBuf),
+    #[error("rendering {template}: {reason}")]
+    Render { template: String, reason: String },
+    #[error("building the {what}: {reason}")]
+    Build { what: &'static str, reason: String },
+}
+
+/// The loaded template set. Cloning copies the parsed templates, which is cheap next to parsing.
+#[derive(Clone)]
+pub struct Templates {
+    registry: Handlebars<'static>,
+    /// Folder names, sorted, so the last-resort fallback is stable across reloads.
+    locales: Vec<String>,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Templates")
+            .field("dir", &self.dir)
+            .field("locales", &self.locales)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who we are when we write.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub address: String,
+    pub name: String,
+    pub timezone: chrono_tz::Tz,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct AckInput<'a> {
+    pub locale: &'a str,
+    pub ticket_ref: &'a str,
+    pub customer: &'a crate::parse::Mailbox,
+    pub original_subject: &'a str,
+    pub customer_message_id: &'a str,
+    pub customer_references: &'a [String],
+    pub category_label: &'a str,
+    pub promise: Option<(u32, u32)>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub tips: &'a [String],
+    pub short: bool,
+    pub message_id: &'a str,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct NotificationInput<'a> {
+    pub locale: &'a str,
+    pub ticket_ref: &'a str,
+    pub customer: &'a crate::parse::Mailbox,
+    pub original_subject: &'a str,
+    pub category_label: &'a str,
+    pub category_id: &'a str,
+    pub matched_rules: &'a [String],
+    pub tips: &'a [String],
+    pub due_at: Option<DateTime<Utc>>,
+    pub new_text: &'a str,
+    pub action: &'a str,
+    pub automated: Option<&'a str>,
+    pub original_raw: &'a [u8],
+    pub to: &'a str,
+    pub message_id: &'a str,
+    pub customer_message_id: &'a str,
+}
+
+/// A mail ready for the outbox. Ids are without angle brackets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub to: String,
+    pub subject: String,
+    pub message_id: String,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+    pub raw: Vec<u8>,
+}
+
+/// Variables of `ack.hbs` and `ack_short.hbs`; templates/README.md documents them.
+#[derive(Serialize)]
+struct AckContext<'a> {
+    ticket_ref: String,
+    customer_name: String,
+    customer_email: &'a str,
+    subject: String,
+    category: &'a str,
+    promise: String,
+    due: String,
+    has_tips: bool,
+    tips: &'a [String],
+    faster_answer: Vec<&'static str>,
+    support_name: &'a str,
+    support_address: &'a str,
+}
+
+/// Variables of `notification.hbs`; templates/README.md documents them.
+#[derive(Serialize)]
+struct NotificationContext<'a> {
+    ticket_ref: String,
+    customer_name: String,
+    customer_email: &'a str,
+    subject: String,
+    category: &'a str,
+    category_id: &'a str,
+    matched_rules: &'a [String],
+    has_tips: bool,
+    tips: &'a [String],
+    due: String,
+    new_text: &'a str,
+    action: &'a str,
+    action_label: &'static str,
+    automated: &'a str,
+    original_attached: bool,
+    support_name: &'a str,
+    support_address: &'a str,
+}
+
+impl Templates {
+    /// Loads `<dir>/<locale>/ack.hbs`, `ack_short.hbs`, `notification.hbs` for every locale folder
+    /// present. Strict mode is on and nothing is HTML-escaped. Every template is rendered with
+    /// sample data before the set is accepted, so a broken edit is refused here and a reload
+    /// keeps serving the last good set.
+    pub fn load(dir: &Path) -> Result<Templates, ReplyError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ReplyError::Io { path, source }
+        };
+        let mut locales = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+            let entry = entry.map_err(io(dir))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            // Stray folders (".git", "old", backups) are not locales; a locale-looking folder
+            // must be complete, or a typo would silently drop a language.
+            if is_locale_name(&name) && entry.path().is_dir() {
+                locales.push(name);
+            }
+        }
+        locales.sort();
+        if locales.is_empty() {
+            return Err(ReplyError::NoLocale(dir.to_path_buf()));
+        }
+
+        let mut registry = Handlebars::new();
+        registry.set_strict_mode(true);
+        registry.register_escape_fn(handlebars::no_escape);
+        // The stock `if`/`unless` treat an unknown variable as false even in strict mode, so a
+        // misspelt `{{#if has_tip}}` would silently hide a section forever.
+        registry.register_helper("if", Box::new(StrictIf { positive: true }));
+        registry.register_helper("unless", Box::new(StrictIf { positive: false }));
+
+        for locale in &locales {
+            for name in TEMPLATE_NAMES {
+                let path = dir.join(locale).join(format!("{name}.hbs"));
+                let source = std::fs::read_to_string(&path).map_err(io(&path))?;
+                if source.len() > MAX_TEMPLATE_BYTES {
+                    return Err(ReplyError::Template {
+                        path,
+                        reason: format!("larger than {MAX_TEMPLATE_BYTES} bytes"),
+                    });
+                }
+                if let Some(line) = too_deep(&source) {
+                    return Err(ReplyError::Template {
+                        path,
+                        reason: format!(
+                            "blocks nested more than {MAX_NESTING} deep (or parentheses more than \
+                             {MAX_NESTING} deep) at line {line}"
+                        ),
+                    });
+                }
+                let key = format!("{locale}/{name}");
+                registry
+                    .register_template_string(&key, source)
+                    .map_err(|e| ReplyError::Template {
+                        path: path.clone(),
+                        reason: describe_template_error(&e),
+                    })?;
+                if let Some((line, column)) = registry.get_template(&key).and_then(find_partial) {
+                    return Err(ReplyError::Template {
+                        path,
+                        reason: format!(
+                            "partials and decorators are not supported, at line {line}, column {column}"
+                        ),
+                    });
+                }
+            }
+        }
+
+        let templates = Templates {
+            registry,
+            locales,
+            dir: dir.to_path_buf(),
+        };
+        templates.validate()?;
+        Ok(templates)
+    }
+
+    pub fn locales(&self) -> Vec<String> {
+        self.locales.clone()
+    }
+
+    pub fn has_locale(&self, locale: &str) -> bool {
+        self.locales.iter().any(|l| l.eq_ignore_ascii_case(locale))
+    }
+
+    /// The loaded locale to use for `wanted`: exact, then its primary subtag ("fr-CA" -> "fr"),
+    /// then "en", then the first loaded one.
+    fn resolve(&self, wanted: &str) -> &str {
+        let find = |w: &str| self.locales.iter().find(|l| l.eq_ignore_ascii_case(w));
+        let primary = wanted.split(['-', '_']).next().unwrap_or(wanted);
+        find(wanted)
+            .or_else(|| find(primary))
+            .or_else(|| find("en"))
+            .or_else(|| self.locales.first())
+            .map_or("en", String::as_str)
+    }
+
+    fn render<T: Serialize>(
+        &self,
+        locale: &str,
+        name: &str,
+        ctx: &T,
+    ) -> Result<String, ReplyError> {
+        self.registry
+            .render(&format!("{locale}/{name}"), ctx)
+            .map_err(|e| ReplyError::Render {
+                template: format!("{locale}/{name}.hbs"),
+                reason: describe_render_error(&e),
+            })
+    }
+
+    /// Renders each template with data that opens the conditional branches and with data that
+    /// closes them, so strict mode sees the variables a template mentions. A branch keyed on
+    /// something else (`{{#if (eq category_id "billing")}}`) is only checked when first used.
+    fn validate(&self) -> Result<(), ReplyError> {
+        let identity = Identity {
+            address: "support@example.test".to_owned(),
+            name: "Support".to_owned(),
+            timezone: chrono_tz::Tz::Europe__Paris,
+        };
+        let customer = crate::parse::Mailbox {
+            name: Some("Julie Martin".to_owned()),
+            address: "julie@example.test".to_owned(),
+        };
+        let tips = ["Vérifiez le code d'installation.".to_owned()];
+        let rules = ["technical/widget (subject: \"widget\")".to_owned()];
+        let due = Utc::now();
+        for locale in &self.locales {
+            let lang = Lang::of(locale);
+            for (full, action) in [(true, "reply"), (false, "new"), (true, "oversized")] {
+                let ack = AckInput {
+                    locale,
+                    ticket_ref: "CHT-1",
+                    customer: &customer,
+                    original_subject: "Le widget ne s'affiche pas",
+                    customer_message_id: "sample@example.test",
+                    customer_references: &[],
+                    category_label: "Technique",
+                    promise: full.then_some((24, 48)),
+                    due_at: full.then_some(due),
+                    tips: if full { &tips[..] } else { &[] },
+                    short: false,
+                    message_id: "sample-ack@example.test",
+                };
+                let notification = NotificationInput {
+                    locale,
+                    ticket_ref: "CHT-1",
+                    customer: &customer,
+                    original_subject: "Le widget ne s'affiche pas",
+                    category_label: "Technique",
+                    category_id: "technical",
+                    matched_rules: if full { &rules[..] } else { &[] },
+                    tips: if full { &tips[..] } else { &[] },
+                    due_at: full.then_some(due),
+                    new_text: "Le widget ne s'affiche plus depuis hier.",
+                    action,
+                    automated: full.then_some("auto-submitted: auto-replied"),
+                    original_raw: if full {
+                        b"Subject: x\r\n\r\nx\r\n"
+                    } else {
+                        &[]
+                    },
+                    to: "team@example.test",
+                    message_id: "sample-notification@example.test",
+                    customer_message_id: "sample@example.test",
+                };
+                let ack = ack_context(&identity, &ack, lang);
+                let notification = notification_context(&identity, &notification, lang);
+                let checks = [
+                    ("ack", self.registry.render(&format!("{locale}/ack"), &ack)),
+                    (
+                        "ack_short",
+                        self.registry.render(&format!("{locale}/ack_short"), &ack),
+                    ),
+                    (
+                        "notification",
+                        self.registry
+                            .render(&format!("{locale}/notification"), &notification),
+                    ),
+                ];
+                for (name, result) in checks {
+                    result.map_err(|e| ReplyError::Template {
+                        path: self.dir.join(locale).join(format!("{name}.hbs")),
+                        reason: describe_render_error(&e),
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn render_ack(
+        &self,
+        identity: &Identity,
+        input: &AckInput<'_>,
+    ) -> Result<Outgoing, ReplyError> {
+        let locale = self.resolve(input.locale);
+        let lang = Lang::of(locale);
+        let name = if input.short { "ack_short" } else { "ack" };
+        let text = self.render(locale, name, &ack_context(identity, input, lang))?;
+        let body = format!("{REPLY_ABOVE_MARKER}\n\n{}", tidy_body(&text));
+        message::build_ack(identity, input, locale, body)
+    }
+
+    pub fn render_notification(
+        &self,
+        identity: &Identity,
+        input: &NotificationInput<'_>,
+    ) -> Result<Outgoing, ReplyError> {
+        let locale = self.resolve(input.locale);
+        let lang = Lang::of(locale);
+        let text = self.render(
+            locale,
+            "notification",
+            &notification_context(identity, input, lang),
+        )?;
+        let subject = notification_subject(lang, input);
+        message::build_notification(identity, input, locale, subject, tidy_body(&text))
+    }
+}
+
+fn ack_context<'a>(identity: &'a Identity, input: &AckInput<'a>, lang: Lang) -> AckContext<'a> {
+    AckContext {
+        ticket_ref: header_text(input.ticket_ref),
+        customer_name: display_name(input.customer),
+        customer_email: &input.customer.address,
+        subject: subject_or_placeholder(input.original_subject),
+        category: input.category_label,
+        promise: wording::promise(lang, input.promise),
+        due: input
+            .due_at
+            .map(|at| wording::due(lang, at, identity.timezone))
+            .unwrap_or_default(),
+        has_tips: !input.tips.is_empty(),
+        tips: input.tips,
+        faster_answer: wording::faster_answer(lang),
+        support_name: &identity.name,
+        support_address: &identity.address,
+    }
+}
+
+fn notification_context<'a>(
+    identity: &'a Identity,
+    input: &NotificationInput<'a>,
+    lang: Lang,
+) -> NotificationContext<'a> {
+    NotificationContext {
+        ticket_ref: header_text(input.ticket_ref),
+        customer_name: display_name(input.customer),
+        customer_email: &input.customer.address,
+        subject: subject_or_placeholder(input.original_subject),
+        category: input.category_label,
+        category_id: input.category_id,
+        matched_rules: input.matched_rules,
+        has_tips: !input.tips.is_empty(),
+        tips: input.tips,
+        due: input
+            .due_at
+            .map(|at| wording::due(lang, at, identity.timezone))
+            .unwrap_or_default(),
+        new_text: input.new_text,
+        action: input.action,
+        action_label: wording::action_label(lang, input.action),
+        automated: input.automated.unwrap_or_default(),
+        original_attached: !input.original_raw.is_empty(),
+        support_name: &identity.name,
+        support_address: &identity.address,
+    }
+}
+
+/// `[CHT-12] <original subject>`: reply prefixes and any copy of the token are dropped, so the
+/// token appears once however many times the customer has replied.
+pub fn ack_subject(ticket_ref: &str, original_subject: &str) -> String {
+    let token = format!("[{}]", header_text(ticket_ref));
+    format!("{token} {}", bare_subject(&token, original_subject))
+}
+
+/// `[CHT-12] [Billing] New request from julie@example.test: <subject>`, worded in `lang`.
+fn notification_subject(lang: Lang, input: &NotificationInput<'_>) -> String {
+    let token = format!("[{}]", header_text(input.ticket_ref));
+    let category = truncate_chars(&header_text(input.category_label), 60);
+    let category = if category.is_empty() {
+        String::new()
+    } else {
+        format!(" [{category}]")
+    };
+    format!(
+        "{token}{category} {} {} {}: {}",
+        wording::action_label(lang, input.action),
+        wording::from_word(lang),
+        truncate_chars(&header_text(&input.customer.address), 100),
+        bare_subject(&token, input.original_subject)
+    )
+}
+
+/// The customer's subject without reply/forward prefixes or our token, fit for a header.
+fn bare_subject(token: &str, original: &str) -> String {
+    let mut subject = remove_ignore_ascii_case(&header_text(original), token);
+    loop {
+        let trimmed = strip_reply_prefix(subject.trim_start());
+        if trimmed.len() == subject.len() {
+            break;
+        }
+        subject = remove_ignore_ascii_case(trimmed, token);
+    }
+    let subject = header_text(&subject);
+    if subject.is_empty() {
+        NO_SUBJECT.to_owned()
+    } else {
+        // Long enough for any real subject, short enough that a pathological one cannot push a
+        // folded header line past the 998-octet limit.
+        truncate_chars(&subject, 200)
+    }
+}
+
+/// Drops one leading "Re:", "Fwd:", "TR:", "AW:", … (also "Re[2]:" and "RE :"), if any.
+fn strip_reply_prefix(s: &str) -> &str {
+    const PREFIXES: [&str; 11] = [
+        "re", "fw", "fwd", "tr", "aw", "wg", "sv", "vs", "antw", "rif", "réf",
+    ];
+    let word_end = s.find(|c: char| !c.is_alphabetic()).unwrap_or(s.len());
+    let (word, rest) = s.split_at(word_end);
+    if !PREFIXES.iter().any(|p| word.to_lowercase() == *p) {
+        return s;
+    }
+    // Some clients number replies: "Re[2]:", "Re(2):".
+    let rest = match rest.strip_prefix(['[', '(']) {
+        Some(inner) => match inner.find([']', ')']) {
+            Some(close) if inner[..close].chars().all(|c| c.is_ascii_digit()) => {
+                &inner[close + 1..]
+            }
+            _ => return s,
+        },
+        None => rest,
+    };
+    match rest.trim_start_matches(' ').strip_prefix(':') {
+        Some(after) => after.trim_start(),
+        None => s,
+    }
+}
+
+fn remove_ignore_ascii_case(haystack: &str, needle: &str) -> String {
+    if needle.is_empty() {
+        return haystack.to_owned();
+    }
+    let lower = haystack.to_ascii_lowercase();
+    let needle = needle.to_ascii_lowercase();
+    let mut out = String::with_capacity(haystack.len());
+    let mut pos = 0;
+    // ASCII lower-casing keeps byte offsets, so positions in `lower` are valid in `haystack`.
+    while let Some(found) = lower[pos..].find(&needle) {
+        out.push_str(&haystack[pos..pos + found]);
+        out.push(' ');
+        pos += found + needle.len();
+    }
+    out.push_str(&haystack[pos..]);
+    out
+}
+
+/// One line of text for a header: control characters and Unicode line separators become
+/// spaces and runs of spaces collapse, so no value can start a new header line.
+fn header_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let c = if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+            ' '
+        } else {
+            c
+        };
+        // Only plain spaces collapse: a French subject's no-break spaces are the customer's.
+        if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
+            continue;
+        }
+        out.push(c);
+    }
+    out.truncate(out.trim_end_matches(' ').len());
+    out
+}
+
+fn subject_or_placeholder(subject: &str) -> String {
+    let subject = header_text(subject);
+    if subject.is_empty() {
+        NO_SUBJECT.to_owned()
+    } else {
+        subject
+    }
+}
+
+/// The customer's display name for a greeting, or the address when there is none.
+fn display_name(customer: &crate::parse::Mailbox) -> String {
+    let name = customer
+        .name
+        .as_deref()
+        .map(header_text)
+        .unwrap_or_default();
+    if name.is_empty() {
+        customer.address.clone()
+    } else {
+        truncate_chars(&name, 100)
+    }
+}
+
+fn truncate_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", s[..cut].trim_end()),
+        None => s.to_owned(),
+    }
+}
+
+/// LF line ends (lettre turns them into CRLF), no bare CR, no pile of blank lines left behind
+/// by conditional sections, one final newline.
+fn tidy_body(text: &str) -> String {
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    let mut out = String::with_capacity(text.len() + 1);
+    let mut blank_run = 0;
+    for line in text.lines() {
+        let line = line.trim_end();
+        if line.is_empty() {
+            blank_run += 1;
+            if blank_run > 1 || out.is_empty() {
+                continue;
+            }
+        } else {
+            blank_run = 0;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.truncate(out.trim_end().len());
+    out.push('\n');
+    out
+}
+
+/// Folder names that look like a language tag: "fr", "en", "pt-BR", "pt_BR".
+fn is_locale_name(name: &str) -> bool {
+    (2..=16).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The line where block or parenthesis nesting first exceeds [`MAX_NESTING`], found by a
+/// lexical scan run before the (recursive) parser ever sees the source. Comments are skipped;
+/// anything else it miscounts only errs towards refusing.
+fn too_deep(source: &str) -> Option<usize> {
+    let mut blocks = 0usize;
+    let mut rest = source;
+    while let Some(start) = rest.find("{{") {
+        let tag = rest[start + 2..]
+            .trim_start_matches(['{', '~'])
+            .trim_start();
+        if tag.starts_with('!') {
+            let end = if tag.starts_with("!--") { "--}}" } else { "}}" };
+            let close = tag.find(end)?;
+            rest = &tag[close + end.len()..];
+            continue;
+        }
+        let close = tag.find("}}").unwrap_or(tag.len());
+        let inner = &tag[..close];
+        let opens_block = inner.starts_with('#')
+            || (inner.starts_with('^') && !inner[1..].trim_matches(['~', ' ']).is_empty());
+        if opens_block {
+            blocks += 1;
+        } else if inner.starts_with('/') {
+            blocks = blocks.saturating_sub(1);
+        }
+        let mut parens = 0usize;
+        let mut deepest = 0usize;
+        for c in inner.chars() {
+            match c {
+                '(' => parens += 1,
+                ')' => parens = parens.saturating_sub(1),
+                _ => {}
+            }
+            deepest = deepest.max(parens);
+        }
+        if blocks > MAX_NESTING || deepest > MAX_NESTING {
+            let offset = source.len() - rest.len() + start;
+            return Some(source[..offset].matches('\n').count() + 1);
+        }
+        rest = &tag[close..];
+    }
+    None
+}
+
+/// Position of the first partial or decorator. Partials can include one another in a cycle,
+/// which handlebars follows until the stack overflows, so one bad edit would kill the daemon
+/// on reload; decorators are refused with them because their use here is defining partials.
+fn find_partial(template: &Template) -> Option<(usize, usize)> {
+    for (i, element) in template.elements.iter().enumerate() {
+        match element {
+            TemplateElement::PartialExpression(_)
+            | TemplateElement::PartialBlock(_)
+            | TemplateElement::DecoratorExpression(_)
+            | TemplateElement::DecoratorBlock(_) => {
+                return Some(template.mapping.get(i).map_or((0, 0), |m| (m.0, m.1)));
+            }
+            TemplateElement::HelperBlock(block) => {
+                if let Some(found) = block
+                    .template
+                    .iter()
+                    .chain(block.inverse.iter())
+                    .find_map(find_partial)
+                {
+                    return Some(found);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn describe_template_error(e: &TemplateError) -> String {
+    match e.pos() {
+        Some((line, column)) => format!("{} at line {line}, column {column}", e.reason()),
+        None => e.reason().to_string(),
+    }
+}
+
+fn describe_render_error(e: &RenderError) -> String {
+    match (e.line_no, e.column_no) {
+        (Some(line), Some(column)) => format!("{} at line {line}, column {column}", e.reason()),
+        _ => e.reason().to_string(),
+    }
+}
+
+/// `if`/`unless` that, in strict mode, refuse a variable the context does not have.
+#[derive(Clone, Copy)]
+struct StrictIf {
+    positive: bool,
+}
+
+impl HelperDef for StrictIf {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        r: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        rc: &mut RenderContext<'reg, 'rc>,
+        out: &mut dyn Output,
+    ) -> HelperResult {
+        let name = if self.positive { "if" } else { "unless" };
+        let param = h
+            .param(0)
+            .ok_or(RenderErrorReason::ParamNotFoundForIndex(name, 0))?;
+        if r.strict_mode() && param.is_value_missing() {
+            return Err(RenderError::strict_error(param.relative_path()));
+        }
+        let include_zero = h
+            .hash_get("includeZero")
+            .and_then(|v| v.value().as_bool())
+            .unwrap_or(false);
+        let truthy = param.value().is_truthy(include_zero) == self.positive;
+        match if truthy { h.template() } else { h.inverse() } {
+            Some(t) => t.render(r, ctx, rc, out),
+            None => Ok(()),
+        }
+    }
+}

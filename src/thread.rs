@@ -29,16 +29,16 @@ impl ThreadHints {
     /// Collects the hints of `msg` for tickets named `<prefix>-<n>` at `support_address`.
     pub fn from_message(msg: &ParsedMessage, prefix: &str, support_address: &str) -> ThreadHints {
         let mut parent_ids: Vec<String> = Vec::new();
-        for id in msg
-            .in_reply_to
-            .iter()
-            .chain(msg.references.iter().rev())
-        {
+        for id in msg.in_reply_to.iter().chain(msg.references.iter().rev()) {
             if id != &msg.message_id && !parent_ids.contains(id) {
                 parent_ids.push(id.clone());
             }
         }
-        let recipients = msg.to.iter().chain(msg.cc.iter()).map(|m| m.address.as_str());
+        let recipients = msg
+            .to
+            .iter()
+            .chain(msg.cc.iter())
+            .map(|m| m.address.as_str());
         ThreadHints {
             parent_ids,
             subject_ticket: subject_ticket(&msg.subject, prefix),
@@ -51,8 +51,9 @@ impl ThreadHints {
 
 /// The ticket number in the first `[PREFIX-n]` token of `subject`, case-insensitively.
 pub fn subject_ticket(subject: &str, prefix: &str) -> Option<i64> {
-    static TOKEN: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"\[\s*#?([A-Za-z0-9]+)-(\d{1,12})\s*\]").expect("static regex"));
+    static TOKEN: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"\[\s*#?([A-Za-z0-9]+)-(\d{1,12})\s*\]").expect("static regex")
+    });
     TOKEN
         .captures_iter(subject)
         .find(|c| c[1].eq_ignore_ascii_case(prefix))
@@ -82,8 +83,7 @@ pub fn plus_tag<'a>(address: &'a str, support_address: &str) -> Option<(&'a str,
 ///
 /// Returns true if and only if `from` is among `participants` or `agents` (all lower-case).
 pub fn may_join(from: &str, participants: &[String], agents: &[String]) -> bool {
-    !from.is_empty()
-        && (participants.iter().any(|p| p == from) || agents.iter().any(|a| a == from))
+    !from.is_empty() && (participants.iter().any(|p| p == from) || agents.iter().any(|a| a == from))
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -156,7 +156,11 @@ impl MessageIdSigner {
                         .zip(sig.bytes())
                         .fold(0u8, |acc, (a, b)| acc | (a ^ b))
                         == 0;
-                if same { IdOrigin::Ours } else { IdOrigin::Forged }
+                if same {
+                    IdOrigin::Ours
+                } else {
+                    IdOrigin::Forged
+                }
             }
             _ => IdOrigin::Forged,
         }
@@ -199,7 +203,10 @@ mod tests {
     #[test]
     fn plus_address_names_a_ticket_only_at_our_address() {
         let s = "support@example.test";
-        assert_eq!(plus_ticket("support+CHT-12@example.test", "CHT", s), Some(12));
+        assert_eq!(
+            plus_ticket("support+CHT-12@example.test", "CHT", s),
+            Some(12)
+        );
         assert_eq!(plus_ticket("support+billing@example.test", "CHT", s), None);
         assert_eq!(plus_ticket("other+CHT-12@example.test", "CHT", s), None);
         let msg = ParsedMessage {

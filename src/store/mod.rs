@@ -87,7 +87,11 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Re-read under the write lock: another process may have migrated meanwhile.
         let version_now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version_now.max(version) as usize) {
+        for (i, sql) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(version_now.max(version) as usize)
+        {
             tx.execute_batch(sql)?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         }
@@ -112,7 +116,9 @@ impl Store {
     pub fn hmac_key(&mut self) -> Result<Vec<u8>> {
         let tx = self.begin()?;
         let key: Option<Vec<u8>> = tx
-            .query_row("SELECT value FROM meta WHERE key = 'hmac_key'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'hmac_key'", [], |r| {
+                r.get(0)
+            })
             .optional()?;
         let key = match key {
             Some(k) => k,
@@ -140,12 +146,12 @@ pub struct Existing {
     pub category: Option<String>,
 }
 
-/// Finds a stored message with the same Message-ID or the same raw bytes.
+/// Finds a stored inbound message with the same Message-ID or the same raw bytes.
 pub fn find_duplicate(conn: &Connection, message_id: &str, sha: &str) -> Result<Option<Existing>> {
     Ok(conn
         .query_row(
             "SELECT m.id, t.ref, m.category FROM messages m LEFT JOIN tickets t ON t.id = m.ticket_id
-             WHERE m.message_id = ?1 OR (m.raw_sha256 = ?2 AND m.direction = 'in') LIMIT 1",
+             WHERE m.direction = 'in' AND (m.message_id = ?1 OR m.raw_sha256 = ?2) LIMIT 1",
             params![message_id, sha],
             |r| {
                 Ok(Existing {
@@ -204,14 +210,18 @@ fn ser_time<S: serde::Serializer>(t: &i64, s: S) -> std::result::Result<S::Ok, S
     s.serialize_str(&rfc3339(*t))
 }
 
-fn ser_opt_time<S: serde::Serializer>(t: &Option<i64>, s: S) -> std::result::Result<S::Ok, S::Error> {
+fn ser_opt_time<S: serde::Serializer>(
+    t: &Option<i64>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     match t {
         Some(t) => s.serialize_str(&rfc3339(*t)),
         None => s.serialize_none(),
     }
 }
 
-const TICKET_COLUMNS: &str = "t.id, t.ref, t.customer, t.customer_name, t.subject, t.category, t.status,
+const TICKET_COLUMNS: &str =
+    "t.id, t.ref, t.customer, t.customer_name, t.subject, t.category, t.status,
      t.created_at, t.due_at, t.language, t.flags,
      (SELECT COUNT(*) FROM messages m WHERE m.ticket_id = t.id AND m.direction = 'in')";
 
@@ -282,7 +292,9 @@ pub struct NewTicket<'a> {
 /// Opens a ticket and makes its customer a participant. Returns (id, ref).
 pub fn create_ticket(conn: &Connection, t: &NewTicket<'_>) -> Result<(i64, String)> {
     // Inside an IMMEDIATE transaction nobody else can take the same number.
-    let id: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM tickets", [], |r| r.get(0))?;
+    let id: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM tickets", [], |r| {
+        r.get(0)
+    })?;
     let ticket_ref = format!("{}-{id}", t.prefix);
     conn.prepare_cached(
         "INSERT INTO tickets (id, ref, customer, customer_name, subject, category, created_at,
@@ -316,8 +328,7 @@ pub fn add_participant(conn: &Connection, ticket_id: i64, address: &str, role: &
 }
 
 pub fn participants(conn: &Connection, ticket_id: i64) -> Result<Vec<String>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT address FROM participants WHERE ticket_id = ?1")?;
+    let mut stmt = conn.prepare_cached("SELECT address FROM participants WHERE ticket_id = ?1")?;
     let rows = stmt.query_map(params![ticket_id], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -464,7 +475,14 @@ pub fn record_event(
         "INSERT INTO events (at, kind, ticket_id, message_id, address, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![now(), kind, ticket_id, message_row, address, detail])?;
+    .execute(params![
+        now(),
+        kind,
+        ticket_id,
+        message_row,
+        address,
+        detail
+    ])?;
     Ok(())
 }
 
@@ -554,7 +572,8 @@ pub struct OutboxItem {
     pub ticket_id: Option<i64>,
 }
 
-const OUTBOX_COLUMNS: &str = "o.id, o.kind, t.ref, o.to_addr, o.subject, o.message_id, o.in_reply_to,
+const OUTBOX_COLUMNS: &str =
+    "o.id, o.kind, t.ref, o.to_addr, o.subject, o.message_id, o.in_reply_to,
      o.status, o.attempts, o.last_error, o.created_at, o.ticket_id";
 
 fn outbox_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
@@ -587,7 +606,9 @@ pub fn list_outbox(conn: &Connection, status: Option<&str>) -> Result<Vec<Outbox
 
 pub fn outbox_raw(conn: &Connection, id: i64) -> Result<Option<Vec<u8>>> {
     Ok(conn
-        .query_row("SELECT raw FROM outbox WHERE id = ?1", params![id], |r| r.get(0))
+        .query_row("SELECT raw FROM outbox WHERE id = ?1", params![id], |r| {
+            r.get(0)
+        })
         .optional()?)
 }
 
@@ -655,7 +676,8 @@ pub fn requeue_interrupted(conn: &Connection) -> Result<usize> {
 }
 
 pub fn outbox_counts(conn: &Connection) -> Result<Vec<(String, i64)>> {
-    let mut stmt = conn.prepare("SELECT status, COUNT(*) FROM outbox GROUP BY status ORDER BY status")?;
+    let mut stmt =
+        conn.prepare("SELECT status, COUNT(*) FROM outbox GROUP BY status ORDER BY status")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -766,10 +788,16 @@ pub fn stats(conn: &Connection) -> Result<Stats> {
         automated: one("SELECT COUNT(*) FROM messages WHERE automated IS NOT NULL")?,
         duplicates: one("SELECT COUNT(*) FROM events WHERE kind = 'duplicate'")?,
         quarantined: one("SELECT COUNT(*) FROM messages WHERE action = 'quarantined'")?,
-        acks_queued: one("SELECT COUNT(*) FROM outbox WHERE kind = 'ack' AND status IN ('queued', 'sending')")?,
+        acks_queued: one(
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'ack' AND status IN ('queued', 'sending')",
+        )?,
         acks_sent: one("SELECT COUNT(*) FROM outbox WHERE kind = 'ack' AND status = 'sent'")?,
-        acks_suppressed: one("SELECT COUNT(*) FROM outbox WHERE kind = 'ack' AND status = 'suppressed'")?,
-        notifications_queued: one("SELECT COUNT(*) FROM outbox WHERE kind = 'notification' AND status IN ('queued', 'sending')")?,
+        acks_suppressed: one(
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'ack' AND status = 'suppressed'",
+        )?,
+        notifications_queued: one(
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'notification' AND status IN ('queued', 'sending')",
+        )?,
         outbox_failed: one("SELECT COUNT(*) FROM outbox WHERE status = 'failed'")?,
     })
 }

@@ -31,7 +31,7 @@ CREATE TABLE messages (
     id          INTEGER PRIMARY KEY,
     ticket_id   INTEGER REFERENCES tickets (id),  -- NULL: automated mail that threads nowhere
     direction   TEXT NOT NULL CHECK (direction IN ('in', 'out')),
-    message_id  TEXT NOT NULL UNIQUE,             -- without brackets
+    message_id  TEXT NOT NULL,                    -- without brackets
     raw_sha256  TEXT NOT NULL,
     in_reply_to TEXT NOT NULL DEFAULT '',         -- space-separated, without brackets
     refs        TEXT NOT NULL DEFAULT '',
@@ -53,6 +53,9 @@ CREATE TABLE messages (
     warnings    TEXT NOT NULL DEFAULT '',         -- newline-separated parse warnings
     error       TEXT                              -- why it was quarantined
 );
+-- Our own mail may come back to us (a forwarding loop): stored again as inbound, so the
+-- id is unique per direction.
+CREATE UNIQUE INDEX messages_id ON messages (message_id, direction);
 CREATE INDEX messages_sha ON messages (raw_sha256);
 CREATE INDEX messages_ticket ON messages (ticket_id);
 

@@ -1,0 +1,933 @@
+//! Reading, validating and compiling the rules directory.
+//!
+//! The files are walked as spanned TOML trees rather than deserialized with serde, because
+//! serde stops at the first error while an admin fixing a rules file wants every problem at
+//! once, each with its line.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use regex::{Regex, RegexBuilder, RegexSetBuilder};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::fold::{fold_pattern, hint_key};
+use super::{Category, Classifier, Field, FieldScan, ResponsePromise, Rule, RuleProblem, Tip};
+
+/// Each regex may compile to this much; well above what the default rules need.
+const REGEX_SIZE_LIMIT: usize = 16 << 20;
+/// A field's combined set is bigger than any single pattern; past this, rules run one by one.
+const SET_SIZE_LIMIT: usize = 64 << 20;
+/// Lazy-DFA cache per set. The default (2 MiB) thrashes on a set of a hundred patterns, and a
+/// thrashing DFA hands over to the much slower PikeVM.
+const SET_DFA_LIMIT: usize = 16 << 20;
+/// Keeps a sum of weights far from overflow and weights readable.
+const MAX_WEIGHT: i64 = 1000;
+
+const TOP_KEYS: &str = "id, label, order, response, fallback, aliases, [[rule]], [[tip]]";
+const RULE_KEYS: &str = "name, fields, pattern, weight";
+const TIP_KEYS: &str = "name, fields, pattern, text";
+const DEFAULT_FIELDS: [&str; 2] = ["subject", "body"];
+
+struct Located<T> {
+    value: T,
+    line: usize,
+}
+
+struct RuleSpec {
+    name: String,
+    fields: Vec<Field>,
+    regex: Regex,
+    weight: i64,
+}
+
+struct TipSpec {
+    name: String,
+    fields: Vec<Field>,
+    regex: Regex,
+    text: BTreeMap<String, String>,
+}
+
+/// One category file as read. Missing required keys have already been reported, and nothing
+/// is assembled from specs unless there are no problems at all.
+struct Spec {
+    file: PathBuf,
+    id: Option<Located<String>>,
+    label: Option<Located<BTreeMap<String, String>>>,
+    order: Option<Located<i64>>,
+    response: Option<ResponsePromise>,
+    /// Line of `fallback = true`.
+    fallback: Option<usize>,
+    aliases: Vec<Located<String>>,
+    rules: Vec<RuleSpec>,
+    tips: Vec<TipSpec>,
+}
+
+pub(super) fn load(dir: &Path) -> Result<Classifier, Vec<RuleProblem>> {
+    let mut problems = Vec::new();
+    let files = match list_files(dir) {
+        Ok(files) => files,
+        Err(e) => {
+            return Err(vec![problem(
+                dir,
+                0,
+                format!("cannot read the rules directory: {e}"),
+            )]);
+        }
+    };
+    if files.is_empty() {
+        problems.push(problem(dir, 0, "no *.toml rules file here"));
+    }
+    let mut specs = Vec::new();
+    let mut unreadable = false;
+    for file in files {
+        match read_text(&file) {
+            Ok(src) => match parse_file(&file, &src, &mut problems) {
+                Some(spec) => specs.push(spec),
+                None => unreadable = true,
+            },
+            Err(p) => {
+                problems.push(p);
+                unreadable = true;
+            }
+        }
+    }
+    cross_check(dir, &specs, unreadable, &mut problems);
+    if !problems.is_empty() {
+        // Stable: problems on one line keep the order they were found in.
+        problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+        return Err(problems);
+    }
+    assemble(specs).map_err(|reason| vec![problem(dir, 0, reason)])
+}
+
+fn problem(file: &Path, line: usize, reason: impl Into<String>) -> RuleProblem {
+    RuleProblem {
+        file: file.to_path_buf(),
+        line,
+        reason: reason.into(),
+    }
+}
+
+fn list_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        // Hidden names are editor droppings (Emacs' `.#billing.toml` lock links, for one),
+        // not rules.
+        if name.ends_with(".toml") && !name.starts_with('.') && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn read_text(file: &Path) -> Result<String, RuleProblem> {
+    let bytes = std::fs::read(file).map_err(|e| problem(file, 0, format!("cannot read: {e}")))?;
+    match String::from_utf8(bytes) {
+        Ok(mut text) => {
+            // Windows editors like to start UTF-8 files with a byte-order mark.
+            if text.starts_with('\u{feff}') {
+                text.replace_range(..'\u{feff}'.len_utf8(), "");
+            }
+            Ok(text)
+        }
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let line = line_of(e.as_bytes(), valid);
+            Err(problem(file, line, "not UTF-8 text"))
+        }
+    }
+}
+
+fn line_of(src: &[u8], offset: usize) -> usize {
+    let end = offset.min(src.len());
+    src[..end].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// Reports problems against one file, by byte offset.
+struct Ctx<'a> {
+    file: &'a Path,
+    src: &'a str,
+    problems: &'a mut Vec<RuleProblem>,
+}
+
+impl Ctx<'_> {
+    fn line(&self, offset: usize) -> usize {
+        line_of(self.src.as_bytes(), offset)
+    }
+
+    fn report(&mut self, offset: usize, reason: impl Into<String>) {
+        let line = self.line(offset);
+        self.problems.push(problem(self.file, line, reason));
+    }
+
+    fn wrong_type(&mut self, what: &str, expected: &str, v: &Spanned<DeValue<'_>>) {
+        let found = v.get_ref().type_str();
+        self.report(
+            v.span().start,
+            format!("{what} must be {expected}, not {found}"),
+        );
+    }
+
+    fn string(&mut self, what: &str, v: &Spanned<DeValue<'_>>) -> Option<String> {
+        match v.get_ref() {
+            DeValue::String(s) if s.trim().is_empty() => {
+                self.report(v.span().start, format!("{what} is empty"));
+                None
+            }
+            DeValue::String(s) => Some(s.to_string()),
+            _ => {
+                self.wrong_type(what, "a string", v);
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, what: &str, v: &Spanned<DeValue<'_>>) -> Option<i64> {
+        match v.get_ref() {
+            DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    self.report(v.span().start, format!("{what} is out of range"));
+                    None
+                }
+            },
+            _ => {
+                self.wrong_type(what, "an integer", v);
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, what: &str, v: &Spanned<DeValue<'_>>) -> Option<bool> {
+        match v.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            _ => {
+                self.wrong_type(what, "true or false", v);
+                None
+            }
+        }
+    }
+
+    fn strings(&mut self, what: &str, v: &Spanned<DeValue<'_>>) -> Option<Vec<Located<String>>> {
+        let DeValue::Array(items) = v.get_ref() else {
+            self.wrong_type(what, "a list of strings", v);
+            return None;
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for item in items.iter() {
+            match self.string(&format!("each item of {what}"), item) {
+                Some(value) => out.push(Located {
+                    value,
+                    line: self.line(item.span().start),
+                }),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// A `{ fr = "…", en = "…" }` table: language code to non-empty text.
+    fn texts(&mut self, what: &str, v: &Spanned<DeValue<'_>>) -> Option<BTreeMap<String, String>> {
+        let DeValue::Table(table) = v.get_ref() else {
+            self.wrong_type(
+                what,
+                "a table of language code to text, like { fr = \"…\", en = \"…\" }",
+                v,
+            );
+            return None;
+        };
+        let mut out = BTreeMap::new();
+        let mut ok = true;
+        for (k, text) in table.iter() {
+            let lang: &str = k.get_ref();
+            if !is_language_code(lang) {
+                self.report(
+                    k.span().start,
+                    format!("{what}: `{lang}` is not a language code such as fr, en or pt-BR"),
+                );
+                ok = false;
+            }
+            match self.string(&format!("{what}.{lang}"), text) {
+                Some(text) => {
+                    out.insert(lang.to_string(), text);
+                }
+                None => ok = false,
+            }
+        }
+        if out.is_empty() && ok {
+            self.report(v.span().start, format!("{what} has no language"));
+            ok = false;
+        }
+        ok.then_some(out)
+    }
+
+    /// The items of a `[[rule]]`-style array of tables, with their `[[…]]` header offsets.
+    fn tables<'v, 'i>(
+        &mut self,
+        key: &str,
+        v: &'v Spanned<DeValue<'i>>,
+    ) -> Vec<(&'v DeTable<'i>, usize)> {
+        let DeValue::Array(items) = v.get_ref() else {
+            self.report(
+                v.span().start,
+                format!("`{key}` must be an array of tables, written [[{key}]]"),
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in items.iter() {
+            match item.get_ref() {
+                DeValue::Table(t) => out.push((t, item.span().start)),
+                _ => self.wrong_type(&format!("each `{key}`"), "a table, written [[{key}]]", item),
+            }
+        }
+        out
+    }
+
+    fn fields(&mut self, what: &str, v: &Spanned<DeValue<'_>>) -> Option<Vec<Field>> {
+        let names = self.strings(what, v)?;
+        if names.is_empty() {
+            self.report(
+                v.span().start,
+                format!("{what} is empty, so the pattern would never be tried"),
+            );
+            return None;
+        }
+        let mut out: Vec<Field> = Vec::new();
+        let mut ok = true;
+        for name in names {
+            let lower = name.value.trim().to_ascii_lowercase();
+            let valid = lower
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+            if !valid {
+                self.problems.push(problem(
+                    self.file,
+                    name.line,
+                    format!(
+                        "{what}: `{}` is not a field: use subject, body, from, to, or a header name such as x-priority",
+                        name.value
+                    ),
+                ));
+                ok = false;
+                continue;
+            }
+            let field = Field::from_name(&lower);
+            if !out.contains(&field) {
+                out.push(field);
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn pattern(&mut self, what: &str, v: &Spanned<DeValue<'_>>) -> Option<Regex> {
+        let pattern = self.string(what, v)?;
+        let at = v.span().start;
+        // Checked as written first, so that an error's column refers to what the admin typed.
+        if let Err(e) = build_regex(&pattern) {
+            self.report(
+                at,
+                format!("{what} is not a valid regex: {}", regex_error(&e)),
+            );
+            return None;
+        }
+        let regex = match RegexBuilder::new(&fold_pattern(&pattern))
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+        {
+            Ok(regex) => regex,
+            Err(e) => {
+                self.report(
+                    at,
+                    format!(
+                        "{what} is not a valid regex once lower-cased and stripped of accents: {}",
+                        regex_error(&e)
+                    ),
+                );
+                return None;
+            }
+        };
+        if regex.is_match("") {
+            self.report(
+                at,
+                format!("{what} matches empty text, so it would match every message"),
+            );
+            return None;
+        }
+        Some(regex)
+    }
+}
+
+/// The pattern as written, compiled only to check it (see `fold_pattern` for what runs).
+fn build_regex(pattern: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+}
+
+/// The regex crate's multi-line error, made to fit on one `file:line: reason` line.
+fn regex_error(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(message) = lines.iter().rev().find_map(|l| l.strip_prefix("error: ")) else {
+        return lines.join(" ");
+    };
+    // A one-line pattern is shown as "regex parse error:", the pattern, carets, "error: …".
+    let column = match lines.as_slice() {
+        [_, pattern, carets, _] if pattern.starts_with("    ") => carets
+            .find('^')
+            .and_then(|byte| carets.get(4..byte))
+            .map(|pad| pad.chars().count() + 1),
+        _ => None,
+    };
+    match column {
+        Some(column) => format!("{message} (column {column})"),
+        None => message.to_string(),
+    }
+}
+
+fn is_language_code(code: &str) -> bool {
+    let mut parts = code.split('-');
+    let primary = parts.next().unwrap_or_default();
+    (2..=3).contains(&primary.len())
+        && primary.bytes().all(|b| b.is_ascii_lowercase())
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// Reads one file; `None` when it is not valid TOML (every syntax error is reported).
+fn parse_file(file: &Path, src: &str, problems: &mut Vec<RuleProblem>) -> Option<Spec> {
+    let mut cx = Ctx {
+        file,
+        src,
+        problems,
+    };
+    let (root, errors) = DeTable::parse_recoverable(src);
+    if !errors.is_empty() {
+        for e in errors {
+            let at = e.span().map_or(0, |s| s.start);
+            let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+            cx.report(at, format!("TOML syntax error: {message}"));
+        }
+        return None;
+    }
+    let mut spec = Spec {
+        file: file.to_path_buf(),
+        id: None,
+        label: None,
+        order: None,
+        response: None,
+        fallback: None,
+        aliases: Vec::new(),
+        rules: Vec::new(),
+        tips: Vec::new(),
+    };
+    // Problems about the file as a whole (a missing key) point at its first line.
+    let top = 0;
+    let mut rule_tables = Vec::new();
+    let mut tip_tables = Vec::new();
+    for (k, v) in root.get_ref().iter() {
+        let key: &str = k.get_ref();
+        let line = cx.line(v.span().start);
+        match key {
+            "id" => {
+                if let Some(id) = cx.string("`id`", v) {
+                    if is_valid_id(&id) {
+                        spec.id = Some(Located { value: id, line });
+                    } else {
+                        cx.report(
+                            v.span().start,
+                            format!("`id` {id:?} may only hold a-z, 0-9, _ and - (it is stored on tickets)"),
+                        );
+                    }
+                }
+            }
+            "label" => {
+                spec.label = cx.texts("`label`", v).map(|value| Located { value, line });
+            }
+            "order" => {
+                spec.order = cx
+                    .integer("`order`", v)
+                    .map(|value| Located { value, line })
+            }
+            "response" => spec.response = response(&mut cx, v),
+            "fallback" => {
+                if cx.boolean("`fallback`", v) == Some(true) {
+                    spec.fallback = Some(line);
+                }
+            }
+            "aliases" => spec.aliases = cx.strings("`aliases`", v).unwrap_or_default(),
+            "rule" => rule_tables = cx.tables(key, v),
+            "tip" => tip_tables = cx.tables(key, v),
+            _ => cx.report(
+                k.span().start,
+                format!("unknown key `{key}` (expected {TOP_KEYS})"),
+            ),
+        }
+    }
+    if spec.id.is_none() && !has_key(root.get_ref(), "id") {
+        cx.report(top, "missing `id`, e.g. id = \"billing\"");
+    }
+    if spec.label.is_none() && !has_key(root.get_ref(), "label") {
+        cx.report(
+            top,
+            "missing `label`, e.g. label = { fr = \"Facturation\", en = \"Billing\" }",
+        );
+    }
+    if spec.order.is_none() && !has_key(root.get_ref(), "order") {
+        cx.report(
+            top,
+            "missing `order` (an integer; on equal scores the lower order wins)",
+        );
+    }
+
+    let mut rule_names: HashMap<String, usize> = HashMap::new();
+    for (table, at) in rule_tables {
+        if let Some(rule) = rule_spec(&mut cx, table, at, &mut rule_names) {
+            spec.rules.push(rule);
+        }
+    }
+    let mut tip_names: HashMap<String, usize> = HashMap::new();
+    for (table, at) in tip_tables {
+        if let Some(tip) = tip_spec(&mut cx, table, at, &mut tip_names) {
+            spec.tips.push(tip);
+        }
+    }
+    Some(spec)
+}
+
+fn has_key(table: &DeTable<'_>, key: &str) -> bool {
+    table.iter().any(|(k, _)| k.get_ref() == key)
+}
+
+fn response(cx: &mut Ctx<'_>, v: &Spanned<DeValue<'_>>) -> Option<ResponsePromise> {
+    let DeValue::Table(table) = v.get_ref() else {
+        cx.wrong_type(
+            "`response`",
+            "a table like { min_hours = 24, max_hours = 48 }",
+            v,
+        );
+        return None;
+    };
+    let (mut min, mut max) = (None, None);
+    let mut ok = true;
+    for (k, v) in table.iter() {
+        match k.get_ref().as_ref() {
+            "min_hours" => min = hours(cx, "`response.min_hours`", v),
+            "max_hours" => max = hours(cx, "`response.max_hours`", v),
+            other => {
+                let at = k.span().start;
+                cx.report(
+                    at,
+                    format!("unknown key `response.{other}` (expected min_hours, max_hours)"),
+                );
+                ok = false;
+            }
+        }
+    }
+    for (key, value) in [("min_hours", min), ("max_hours", max)] {
+        if value.is_none() && !has_key(table, key) {
+            cx.report(v.span().start, format!("`response` lacks `{key}`"));
+            ok = false;
+        }
+    }
+    let ((min, min_at), (max, _)) = (min?, max?);
+    if min > max {
+        cx.report(
+            min_at,
+            format!("`response.min_hours` ({min}) is more than `max_hours` ({max})"),
+        );
+        return None;
+    }
+    ok.then_some(ResponsePromise {
+        min_hours: min,
+        max_hours: max,
+    })
+}
+
+fn hours(cx: &mut Ctx<'_>, what: &str, v: &Spanned<DeValue<'_>>) -> Option<(u32, usize)> {
+    let n = cx.integer(what, v)?;
+    match u32::try_from(n) {
+        Ok(n) => Some((n, v.span().start)),
+        Err(_) => {
+            cx.report(v.span().start, format!("{what} must be 0 or more hours"));
+            None
+        }
+    }
+}
+
+fn name_of(
+    cx: &mut Ctx<'_>,
+    kind: &str,
+    table: &DeTable<'_>,
+    at: usize,
+    seen: &mut HashMap<String, usize>,
+) -> Option<String> {
+    let Some((_, v)) = table.iter().find(|(k, _)| k.get_ref() == "name") else {
+        cx.report(at, format!("this [[{kind}]] has no `name`"));
+        return None;
+    };
+    let name = cx.string(&format!("`name` of a {kind}"), v)?;
+    let line = cx.line(v.span().start);
+    if let Some(first) = seen.get(&name) {
+        cx.report(
+            v.span().start,
+            format!("{kind} name {name:?} is already used at line {first}"),
+        );
+        return None;
+    }
+    seen.insert(name.clone(), line);
+    Some(name)
+}
+
+fn rule_spec(
+    cx: &mut Ctx<'_>,
+    table: &DeTable<'_>,
+    at: usize,
+    seen: &mut HashMap<String, usize>,
+) -> Option<RuleSpec> {
+    let name = name_of(cx, "rule", table, at, seen);
+    let what = |key: &str| match &name {
+        Some(name) => format!("`{key}` of rule {name:?}"),
+        None => format!("`{key}`"),
+    };
+    let mut fields = Some(default_fields());
+    let mut regex = None;
+    let mut pattern_seen = false;
+    let mut weight = Some(1);
+    for (k, v) in table.iter() {
+        match k.get_ref().as_ref() {
+            "name" => {}
+            "fields" => fields = cx.fields(&what("fields"), v),
+            "pattern" => {
+                pattern_seen = true;
+                regex = cx.pattern(&what("pattern"), v);
+            }
+            "weight" => {
+                weight = cx.integer(&what("weight"), v);
+                match weight {
+                    Some(0) => {
+                        cx.report(
+                            v.span().start,
+                            format!("{} is 0, so the rule counts for nothing", what("weight")),
+                        );
+                        weight = None;
+                    }
+                    Some(w) if w.abs() > MAX_WEIGHT => {
+                        cx.report(
+                            v.span().start,
+                            format!(
+                                "{} must be between -{MAX_WEIGHT} and {MAX_WEIGHT}",
+                                what("weight")
+                            ),
+                        );
+                        weight = None;
+                    }
+                    _ => {}
+                }
+            }
+            other => cx.report(
+                k.span().start,
+                format!("unknown key `{other}` in a [[rule]] (expected {RULE_KEYS})"),
+            ),
+        }
+    }
+    if !pattern_seen {
+        cx.report(at, format!("{} is missing", what("pattern")));
+    }
+    Some(RuleSpec {
+        name: name?,
+        fields: fields?,
+        regex: regex?,
+        weight: weight?,
+    })
+}
+
+fn tip_spec(
+    cx: &mut Ctx<'_>,
+    table: &DeTable<'_>,
+    at: usize,
+    seen: &mut HashMap<String, usize>,
+) -> Option<TipSpec> {
+    let name = name_of(cx, "tip", table, at, seen);
+    let what = |key: &str| match &name {
+        Some(name) => format!("`{key}` of tip {name:?}"),
+        None => format!("`{key}`"),
+    };
+    let mut fields = Some(default_fields());
+    let mut regex = None;
+    let mut text = None;
+    let (mut pattern_seen, mut text_seen) = (false, false);
+    for (k, v) in table.iter() {
+        match k.get_ref().as_ref() {
+            "name" => {}
+            "fields" => fields = cx.fields(&what("fields"), v),
+            "pattern" => {
+                pattern_seen = true;
+                regex = cx.pattern(&what("pattern"), v);
+            }
+            "text" => {
+                text_seen = true;
+                text = cx.texts(&what("text"), v);
+            }
+            other => cx.report(
+                k.span().start,
+                format!("unknown key `{other}` in a [[tip]] (expected {TIP_KEYS})"),
+            ),
+        }
+    }
+    if !pattern_seen {
+        cx.report(at, format!("{} is missing", what("pattern")));
+    }
+    if !text_seen {
+        cx.report(
+            at,
+            format!(
+                "{} is missing, e.g. text = {{ fr = \"…\", en = \"…\" }}",
+                what("text")
+            ),
+        );
+    }
+    Some(TipSpec {
+        name: name?,
+        fields: fields?,
+        regex: regex?,
+        text: text?,
+    })
+}
+
+fn default_fields() -> Vec<Field> {
+    DEFAULT_FIELDS.iter().map(|f| Field::from_name(f)).collect()
+}
+
+/// Problems that involve several files.
+fn cross_check(dir: &Path, specs: &[Spec], unreadable: bool, problems: &mut Vec<RuleProblem>) {
+    let short = |file: &Path| {
+        file.file_name().map_or_else(
+            || file.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    };
+
+    let mut ids: HashMap<&str, (&Path, usize)> = HashMap::new();
+    for spec in specs {
+        let Some(id) = &spec.id else { continue };
+        match ids.get(id.value.as_str()) {
+            Some(&(file, line)) => problems.push(problem(
+                &spec.file,
+                id.line,
+                format!(
+                    "duplicate id `{}`: {}:{line} has it too",
+                    id.value,
+                    short(file)
+                ),
+            )),
+            None => {
+                ids.insert(&id.value, (&spec.file, id.line));
+            }
+        }
+    }
+
+    let fallbacks: Vec<(&Path, usize)> = specs
+        .iter()
+        .filter_map(|s| s.fallback.map(|line| (s.file.as_path(), line)))
+        .collect();
+    match fallbacks.as_slice() {
+        // A file that could not be read may well be the one holding the fallback.
+        [] if !unreadable && !specs.is_empty() => problems.push(problem(
+            dir,
+            0,
+            "no category has `fallback = true`; exactly one must, to take the messages no rule matches",
+        )),
+        [(first_file, first_line), rest @ ..] => {
+            for (file, line) in rest {
+                problems.push(problem(
+                    file,
+                    *line,
+                    format!(
+                        "a second fallback category: {}:{first_line} already has `fallback = true`, and exactly one may",
+                        short(first_file)
+                    ),
+                ));
+            }
+        }
+        [] => {}
+    }
+
+    let mut orders: HashMap<i64, (&Path, usize)> = HashMap::new();
+    for spec in specs {
+        let Some(order) = &spec.order else { continue };
+        match orders.get(&order.value) {
+            Some(&(file, line)) => problems.push(problem(
+                &spec.file,
+                order.line,
+                format!(
+                    "order {} is also used by {}:{line}; orders break ties, so each must be unique",
+                    order.value,
+                    short(file)
+                ),
+            )),
+            None => {
+                orders.insert(order.value, (&spec.file, order.line));
+            }
+        }
+    }
+
+    // Hint names: two categories answering to the same plus-address tag or subject tag
+    // would make the hint ambiguous.
+    let mut names: HashMap<String, (&str, &Path, usize)> = HashMap::new();
+    for spec in specs {
+        let Some(id) = &spec.id else { continue };
+        let mut candidates: Vec<(&str, usize)> = vec![(&id.value, id.line)];
+        if let Some(label) = &spec.label {
+            candidates.extend(label.value.values().map(|l| (l.as_str(), label.line)));
+        }
+        candidates.extend(spec.aliases.iter().map(|a| (a.value.as_str(), a.line)));
+        for (name, line) in candidates {
+            let key = hint_key(name);
+            if key.is_empty() {
+                problems.push(problem(
+                    &spec.file,
+                    line,
+                    format!("{name:?} cannot serve as a name: it has no letter or digit"),
+                ));
+                continue;
+            }
+            match names.get(&key) {
+                Some(&(other, file, other_line)) if other != id.value => {
+                    problems.push(problem(
+                        &spec.file,
+                        line,
+                        format!(
+                            "{name:?} also names category `{other}` ({}:{other_line}), so a hint using it would be ambiguous",
+                            short(file)
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    names.insert(key, (&id.value, &spec.file, line));
+                }
+            }
+        }
+    }
+}
+
+/// Builds the classifier from specs that passed every check.
+fn assemble(mut specs: Vec<Spec>) -> Result<Classifier, String> {
+    specs.sort_by_key(|s| s.order.as_ref().map(|o| o.value));
+    let mut categories = Vec::with_capacity(specs.len());
+    let mut rules = Vec::new();
+    let mut tips = Vec::with_capacity(specs.len());
+    let mut fields: Vec<FieldScan> = Vec::new();
+    let mut field_index: HashMap<Field, usize> = HashMap::new();
+    let mut hints = HashMap::new();
+    let mut fallback = None;
+    let mut index_of = |field: Field, fields: &mut Vec<FieldScan>| {
+        *field_index.entry(field.clone()).or_insert_with(|| {
+            fields.push(FieldScan {
+                field,
+                rules: Vec::new(),
+                set: None,
+            });
+            fields.len() - 1
+        })
+    };
+
+    for (c, spec) in specs.into_iter().enumerate() {
+        let (Some(id), Some(label), Some(order)) = (spec.id, spec.label, spec.order) else {
+            return Err(format!("{} is incomplete", spec.file.display()));
+        };
+        if spec.fallback.is_some() {
+            fallback = Some(c);
+        }
+        for name in std::iter::once(&id.value)
+            .chain(label.value.values())
+            .chain(spec.aliases.iter().map(|a| &a.value))
+        {
+            hints.insert(hint_key(name), c);
+        }
+        for rule in spec.rules {
+            let r = rules.len();
+            let mut at = Vec::with_capacity(rule.fields.len());
+            for field in rule.fields {
+                let f = index_of(field, &mut fields);
+                fields[f].rules.push(r);
+                at.push(f);
+            }
+            rules.push(Rule {
+                category: c,
+                name: rule.name,
+                regex: rule.regex,
+                weight: rule.weight,
+                fields: at,
+            });
+        }
+        tips.push(
+            spec.tips
+                .into_iter()
+                .map(|tip| Tip {
+                    name: tip.name,
+                    regex: tip.regex,
+                    fields: tip
+                        .fields
+                        .into_iter()
+                        .map(|f| index_of(f, &mut fields))
+                        .collect(),
+                    text: tip.text,
+                })
+                .collect(),
+        );
+        categories.push(Category {
+            id: id.value,
+            label: label.value,
+            order: order.value,
+            response: spec.response,
+            fallback: spec.fallback.is_some(),
+            aliases: spec.aliases.into_iter().map(|a| a.value).collect(),
+        });
+    }
+    let fallback = fallback.ok_or("no fallback category")?;
+
+    for scan in &mut fields {
+        if scan.rules.len() < 2 {
+            continue;
+        }
+        let patterns = scan.rules.iter().map(|&r| rules[r].regex.as_str());
+        match RegexSetBuilder::new(patterns)
+            .size_limit(SET_SIZE_LIMIT)
+            .dfa_size_limit(SET_DFA_LIMIT)
+            .build()
+        {
+            Ok(set) => scan.set = Some(set),
+            Err(e) => tracing::warn!(
+                field = scan.field.name(),
+                error = %e,
+                "rules for this field are too big to scan together; running them one by one"
+            ),
+        }
+    }
+
+    Ok(Classifier {
+        categories,
+        fallback,
+        rules,
+        fields,
+        tips,
+        hints,
+    })
+}

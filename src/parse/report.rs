@@ -1,0 +1,344 @@
+//! Delivery reports: which of our messages bounced, and for whom.
+//!
+//! Structured reports (RFC 3464 multipart/report) say it in a message/delivery-status part and
+//! return the original as message/rfc822 or text/rfc822-headers. Many MTAs mark nothing and
+//! paste the original headers into a plain-text body; for those the body is searched for
+//! `Message-ID:` lines, but only when the message otherwise looks like a bounce, so that a
+//! human forwarding a mail with its headers is never read as a bounce of it.
+
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use mail_parser::{Message, MimeHeaders, PartType};
+use regex::Regex;
+
+use super::ParsedMessage;
+
+fn re(pattern: &str) -> Regex {
+    Regex::new(pattern).expect("static regex")
+}
+
+/// Subjects of non-delivery reports from MTAs that mark nothing else, in their exact MTA
+/// wording. Anchored at the start (after optional `[tag]`s), so that "Re: Undeliverable: …"
+/// or "Fwd: Returned mail" from a person is not matched; phrases a customer could use for a
+/// parcel ("Undelivered package", "Delivery status of my order") are in
+/// [`WEAK_BOUNCE_SUBJECT`] instead.
+pub static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    re(concat!(
+        r"(?i)^\s*(?:\[[^\]]*\]\s*|\*+\s*)*(?:",
+        r"undelivered mail returned to sender|undeliverable(?: mail| message)?\s*:",
+        r"|undeliverable (?:mail|message)\b|undelivered (?:mail|message)\b",
+        r"|delivery status notification\s*(?:\((?:failure|delay)|:\s*(?:fail|error|delay))",
+        r"|mail delivery failed|returned mail\s*:|failure notice\b|postmaster notify",
+        r"|delivery notification: delivery has failed|mail system error - returned mail",
+        r"|warning: could not send message for past|delayed mail \(still being retried\)",
+        r"|warning: message \S+ delayed|non remis\s*:|non distribuable\s*:|non recapitabile\s*:",
+        r"|unzustellbar\s*:|nicht zustellbar\s*:|onbestelbaar\s*:|no se puede entregar\s*:",
+        r"|permanent delivery failure|message delivery has failed|mail could not be delivered",
+        r"|(?:sorry, )?your message could not be delivered|message you sent blocked",
+        r"|non[- ]delivery report\s*:|delivery failure\s*:|mail failed, returning to sender",
+        r"|there was an error sending your mail|failed delivery\s*$|failure delivery\s*$",
+        r"|недоставленное сообщение|ваше сообщение не доставлено",
+        r")"
+    ))
+});
+
+/// Bounce wording that a person could also use; counts only with a machine hint.
+pub static WEAK_BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    re(concat!(
+        r"(?i)^\s*(?:\[[^\]]*\]\s*|\*+\s*)*(?:",
+        r"delivery status|delivery report|delivery failure|mail delivery|returned mail",
+        r"|undeliver|undelivered|notice: mail delivery|rejected|could not send|dsn\b|ndn\b",
+        r"|nds\b|mail not delivered|message not delivered|delivery problem|delivery notification",
+        r")"
+    ))
+});
+
+/// Delivery-delay warnings and success notices: reports, not failures.
+pub static DELAY_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    re(concat!(
+        r"(?i)^\s*(?:\[[^\]]*\]\s*)*(?:",
+        r"warning: could not send message for past|delayed mail|delivery delayed",
+        r"|delivery status notification \((?:delay|success)\)|message delivery (?:has been )?delayed",
+        r"|delivery (?:notification|report): (?:delay|delivered|success)|remise différée",
+        r"|zustellung verzögert|warning: message .* delayed|delivery delay",
+        r"|delivered: |relayed: |successful mail delivery report|return receipt",
+        r")"
+    ))
+});
+
+/// Senders that only ever send delivery reports.
+pub fn is_mailer_local_part(local: &str) -> bool {
+    matches!(
+        local.to_ascii_lowercase().as_str(),
+        "mailer-daemon"
+            | "mailerdaemon"
+            | "mail-daemon"
+            | "maildaemon"
+            | "postmaster"
+            | "post_master"
+    )
+}
+
+static BODY_MESSAGE_ID: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?im)^[\s>|]*(?:original-)?message-id\s*:\s*<?\s*([^\s<>@]+@[^\s<>]+?)\s*>?\s*$")
+});
+
+/// The first bytes of a text body searched for quoted Message-IDs. Bounces quote the original
+/// headers near the top; a returned 20 MB attachment needs no reading.
+const BODY_SCAN_LIMIT: usize = 64 * 1024;
+
+fn local_part(address: &str) -> &str {
+    address.rsplit_once('@').map_or(address, |(l, _)| l)
+}
+
+/// Whether `out` (already parsed up to its bodies) is plausibly a delivery report.
+fn looks_like_report(out: &ParsedMessage) -> bool {
+    out.content_type == "multipart/report"
+        || out.return_path.as_deref() == Some("")
+        || is_mailer_local_part(local_part(out.from_address()))
+        || out.header("x-failed-recipients").is_some()
+        || BOUNCE_SUBJECT.is_match(&out.subject)
+}
+
+fn push_unique(list: &mut Vec<String>, value: String) {
+    if !value.is_empty() && !list.contains(&value) {
+        list.push(value);
+    }
+}
+
+/// The address of a `Final-Recipient: rfc822; user@host` value, lower-cased, brackets removed.
+fn recipient_address(value: &str) -> String {
+    let addr = value.split_once(';').map_or(value, |(_, a)| a);
+    addr.trim()
+        .trim_matches(['<', '>', '"'])
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Fields of a delivery-status body, unfolded, grouped per recipient (blank-line separated).
+fn status_groups(body: &str) -> Vec<Vec<(String, String)>> {
+    let mut groups: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for line in body.lines() {
+        if line.trim().is_empty() {
+            if groups.last().is_some_and(|g| !g.is_empty()) {
+                groups.push(Vec::new());
+            }
+            continue;
+        }
+        let Some(group) = groups.last_mut() else {
+            continue;
+        };
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, v)) = group.last_mut() {
+                v.push(' ');
+                v.push_str(line.trim());
+            }
+            continue;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            group.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    groups
+}
+
+fn read_delivery_status(body: &str, out: &mut ParsedMessage) {
+    for group in status_groups(body) {
+        let field = |n: &str| group.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        let Some(recipient) = field("final-recipient").or_else(|| field("original-recipient"))
+        else {
+            continue;
+        };
+        let action = field("action").map(|a| a.trim().to_ascii_lowercase());
+        // Some MTAs omit Action; a recipient block without one is a failure report.
+        let failed = action.as_deref().is_none_or(|a| a.starts_with("fail"));
+        if let Some(a) = action {
+            out.delivery_actions.push(a);
+        }
+        if failed {
+            push_unique(&mut out.failed_recipients, recipient_address(recipient));
+            if let Some(orig) = field("original-recipient") {
+                push_unique(&mut out.failed_recipients, recipient_address(orig));
+            }
+        }
+    }
+}
+
+fn ids_in_text(text: &str, own_id: &str, ids: &mut Vec<String>) {
+    let end = text.floor_char_boundary(BODY_SCAN_LIMIT);
+    for cap in BODY_MESSAGE_ID.captures_iter(&text[..end]) {
+        if let Some(id) = cap.get(1) {
+            let id = id.as_str().trim_matches(['<', '>']);
+            if id != own_id {
+                push_unique(ids, id.to_string());
+            }
+        }
+    }
+}
+
+/// Fills `bounced_message_ids`, `failed_recipients` and `delivery_actions` of `out`.
+pub fn fill(msg: &Message<'_>, out: &mut ParsedMessage) {
+    for value in out
+        .header_all("x-failed-recipients")
+        .flat_map(|v| v.split(','))
+        .map(recipient_address)
+        .collect::<Vec<_>>()
+    {
+        push_unique(&mut out.failed_recipients, value);
+    }
+    let has_status_part = msg.parts.iter().any(|p| {
+        p.content_type().is_some_and(|ct| {
+            ct.ctype().eq_ignore_ascii_case("message")
+                && ct
+                    .subtype()
+                    .is_some_and(|s| s.to_ascii_lowercase().ends_with("delivery-status"))
+        })
+    });
+    if !has_status_part && !looks_like_report(out) {
+        return;
+    }
+    let own_id = out.message_id.clone();
+    let mut ids: Vec<String> = Vec::new();
+    let mut texts: Vec<Cow<'_, str>> = Vec::new();
+    // Parts of nested messages live inside the nested message, so this sees the report's own
+    // parts and each returned original as one part.
+    for part in msg.parts.iter().skip(1) {
+        // A returned original pasted after a boundary without MIME headers of its own: its
+        // headers become the part's headers.
+        if let Some(id) = part
+            .headers
+            .iter()
+            .find(|h| matches!(h.name, mail_parser::HeaderName::MessageId))
+            .and_then(|h| h.value.as_text())
+        {
+            let id = id.trim().trim_matches(['<', '>']);
+            if id != own_id {
+                push_unique(&mut ids, id.to_string());
+            }
+        }
+        let ctype = part
+            .content_type()
+            .map(|ct| {
+                (
+                    ct.ctype().to_ascii_lowercase(),
+                    ct.subtype()
+                        .map(str::to_ascii_lowercase)
+                        .unwrap_or_default(),
+                )
+            })
+            .unwrap_or_default();
+        match (ctype.0.as_str(), ctype.1.as_str(), &part.body) {
+            (_, _, PartType::Message(nested)) => match nested.message_id() {
+                Some(id) => {
+                    let id = id.trim().trim_matches(['<', '>']);
+                    if id != own_id {
+                        push_unique(&mut ids, id.to_string());
+                    }
+                }
+                // mail-parser sometimes parses a returned original without finding its
+                // headers (odd charset parameters on the part); they are still text.
+                None => texts.push(String::from_utf8_lossy(nested.raw_message())),
+            },
+            ("message", "delivery-status" | "global-delivery-status", _) => {
+                let body = String::from_utf8_lossy(part.contents());
+                read_delivery_status(&body, out);
+                // A report whose next boundary is broken carries the returned headers
+                // inside this part.
+                texts.push(body);
+            }
+            ("message", "disposition-notification" | "global-disposition-notification", _)
+            | ("text", "rfc822-headers" | "global-headers", _) => {
+                ids_in_text(&String::from_utf8_lossy(part.contents()), &own_id, &mut ids);
+            }
+            // A returned original that mail-parser could not parse as a message, or only a
+            // fragment of it: its headers are still readable text.
+            ("message", "rfc822" | "global" | "partial", _) => {
+                ids_in_text(&String::from_utf8_lossy(part.contents()), &own_id, &mut ids);
+            }
+            (_, _, PartType::Text(t)) => texts.push(Cow::Borrowed(t.as_ref())),
+            _ => {}
+        }
+    }
+    if ids.is_empty() {
+        ids_in_text(&out.text, &own_id, &mut ids);
+        for t in &texts {
+            ids_in_text(t, &own_id, &mut ids);
+        }
+    }
+    out.bounced_message_ids = ids;
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::parse::parse;
+
+    const DSN: &str = "From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\r\n\
+To: support@example.test\r\n\
+Subject: Undelivered Mail Returned to Sender\r\n\
+Message-ID: <bounce-1@mx.example.net>\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\
+\r\n\
+--b\r\n\
+Content-Type: text/plain\r\n\
+\r\n\
+This is the mail system at host mx.example.net.\r\n\
+--b\r\n\
+Content-Type: message/delivery-status\r\n\
+\r\n\
+Reporting-MTA: dns; mx.example.net\r\n\
+\r\n\
+Final-Recipient: rfc822; <Bob@Example.NET>\r\n\
+Original-Recipient: rfc822;bob.alias@example.net\r\n\
+Action: failed\r\n\
+Status: 5.1.1\r\n\
+\r\n\
+Final-Recipient: rfc822; carol@example.net\r\n\
+Action: delayed\r\n\
+Status: 4.4.1\r\n\
+\r\n\
+--b\r\n\
+Content-Type: message/rfc822\r\n\
+\r\n\
+From: support@example.test\r\n\
+To: bob@example.net\r\n\
+Message-ID: <sd.abc@example.test>\r\n\
+Subject: Your request\r\n\
+\r\n\
+Hello\r\n\
+--b--\r\n";
+
+    #[test]
+    fn structured_dsn_gives_the_original_id_and_only_failed_recipients() {
+        let m = parse(DSN.as_bytes());
+        assert_eq!(m.bounced_message_ids, vec!["sd.abc@example.test"]);
+        assert_eq!(
+            m.failed_recipients,
+            vec!["bob@example.net", "bob.alias@example.net"]
+        );
+        assert_eq!(m.delivery_actions, vec!["failed", "delayed"]);
+        assert_eq!(m.report_type.as_deref(), Some("delivery-status"));
+    }
+
+    #[test]
+    fn unstructured_bounce_quoting_headers_gives_the_original_id() {
+        let raw = "From: MAILER-DAEMON@old.example.net\r\nSubject: failure notice\r\nMessage-ID: <q1@old.example.net>\r\nX-Failed-Recipients: Bob@Example.net\r\n\r\nSorry, we were unable to deliver your message.\r\n\r\n--- Below this line is a copy of the message.\r\n\r\nFrom: support@example.test\r\nMessage-ID:\r\n <sd.xyz@example.test>\r\n\r\nHello\r\n";
+        let m = parse(raw.as_bytes());
+        assert_eq!(m.failed_recipients, vec!["bob@example.net"]);
+        // A quoted header keeps its folding: the id on the next line is found too.
+        assert_eq!(m.bounced_message_ids, vec!["sd.xyz@example.test"]);
+        let one_line = raw.replace("Message-ID:\r\n <sd.xyz", "Message-ID: <sd.xyz");
+        assert_eq!(
+            parse(one_line.as_bytes()).bounced_message_ids,
+            vec!["sd.xyz@example.test"]
+        );
+    }
+
+    #[test]
+    fn a_person_forwarding_headers_is_not_a_bounce_report() {
+        let raw = "From: bob@example.net\r\nSubject: Fwd: your mail\r\nMessage-ID: <p1@example.net>\r\n\r\nSee below\r\n\r\nMessage-ID: <other@example.org>\r\n";
+        let m = parse(raw.as_bytes());
+        assert!(m.bounced_message_ids.is_empty());
+    }
+}

@@ -1,0 +1,927 @@
+//! One batch of raw messages in, one committed transaction out.
+//!
+//! Entry point: [`Pipeline::ingest_batch`]. Each message goes parse → guard → thread → classify →
+//! store → reply (acknowledgement and team notification queued in the outbox), all inside one
+//! SQLite transaction for the batch, so a crash leaves either everything or nothing. Each message
+//! runs under its own savepoint: one that fails is rolled back alone and quarantined (raw bytes
+//! and the error kept) while the rest of the batch goes on.
+
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context;
+use rusqlite::Connection;
+use serde::Serialize;
+
+use crate::classify::{Classifier, ClassifyInput};
+use crate::config::Config;
+use crate::guard::{self, Automated, AutomatedKind, GuardPolicy};
+use crate::parse::{self, ParsedMessage};
+use crate::reply::{self, AckInput, Identity, NotificationInput, Templates};
+use crate::store::{self, Store, StoreError};
+use crate::thread::{self, IdOrigin, MessageIdSigner, ThreadHints};
+
+/// Requests shorter than this (in characters of new text) get the "tell us more" acknowledgement.
+const MIN_REQUEST_CHARS: usize = 10;
+
+/// A raw message and where it came from.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub raw: Vec<u8>,
+    /// File path, `stdin`, or `imap:<mailbox>:<uidvalidity>:<uid>`; kept for the operator.
+    pub source: String,
+    /// Only the headers were kept because the message was over the size limit.
+    pub oversized: bool,
+}
+
+impl Incoming {
+    pub fn new(raw: Vec<u8>, source: impl Into<String>) -> Self {
+        Self {
+            raw,
+            source: source.into(),
+            oversized: false,
+        }
+    }
+}
+
+/// What happened to one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Opened a ticket.
+    New,
+    /// Added to an existing ticket.
+    Reply,
+    /// Already stored: nothing changed.
+    Duplicate,
+    /// Machine-generated: stored, never acknowledged.
+    Automated,
+    /// Failed in the pipeline: stored raw with the error.
+    Quarantined,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::New => "new",
+            Action::Reply => "reply",
+            Action::Duplicate => "duplicate",
+            Action::Automated => "automated",
+            Action::Quarantined => "quarantined",
+        }
+    }
+}
+
+/// Whether an acknowledgement went into the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "ack", content = "reason")]
+pub enum AckDecision {
+    Queued,
+    Suppressed(String),
+    NotApplicable,
+}
+
+/// The committed decision for one message.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub source: String,
+    pub ticket: Option<String>,
+    pub action: Action,
+    pub category: Option<String>,
+    /// As it appears in headers, with angle brackets.
+    pub message_id: String,
+    pub automated: Option<String>,
+    #[serde(flatten)]
+    pub ack: AckDecision,
+    /// Quarantine reason.
+    pub error: Option<String>,
+}
+
+/// Everything the pipeline needs that does not change per message.
+pub struct Pipeline {
+    prefix: String,
+    support_address: String,
+    team_address: Option<String>,
+    agents: Vec<String>,
+    own_addresses: Vec<String>,
+    default_locale: String,
+    identity: Identity,
+    guard: GuardPolicy,
+    signer: MessageIdSigner,
+    max_acks_per_hour: u32,
+    max_acks_per_day: u32,
+    rules_dir: std::path::PathBuf,
+    templates_dir: std::path::PathBuf,
+    classifier: RwLock<Arc<Classifier>>,
+    templates: RwLock<Arc<Templates>>,
+}
+
+impl Pipeline {
+    /// Builds the pipeline: loads rules and templates, and the Message-ID key from `store`.
+    ///
+    /// # Errors
+    /// Invalid rules or templates (with file and line), or a database error.
+    pub fn new(config: &Config, store: &mut Store) -> anyhow::Result<Pipeline> {
+        let classifier = Classifier::load_dir(&config.rules.dir)
+            .with_context(|| format!("loading rules from {}", config.rules.dir.display()))?;
+        let templates = Templates::load(&config.templates.dir).with_context(|| {
+            format!("loading templates from {}", config.templates.dir.display())
+        })?;
+        let key = store.hmac_key().context("reading the Message-ID key")?;
+        let own_addresses = config.own_addresses();
+        let guard = GuardPolicy::new(
+            own_addresses.clone(),
+            config.support_domain(),
+            &config.guard.robot_local_parts,
+        )
+        .context("guard.robot_local_parts")?;
+        let timezone = config
+            .support
+            .timezone
+            .parse()
+            .map_err(|e| anyhow::anyhow!("support.timezone: {e}"))?;
+        Ok(Pipeline {
+            prefix: config.support.ticket_prefix.clone(),
+            support_address: config.support.address.to_ascii_lowercase(),
+            team_address: config.support.team_address.clone(),
+            agents: config
+                .support
+                .agents
+                .iter()
+                .map(|a| a.to_ascii_lowercase())
+                .collect(),
+            own_addresses,
+            default_locale: config.support.default_locale.clone(),
+            identity: Identity {
+                address: config.support.address.clone(),
+                name: config.support.name.clone(),
+                timezone,
+            },
+            guard,
+            signer: MessageIdSigner::new(&key, config.support_domain()),
+            max_acks_per_hour: config.guard.max_acks_per_hour,
+            max_acks_per_day: config.guard.max_acks_per_day,
+            rules_dir: config.rules.dir.clone(),
+            templates_dir: config.templates.dir.clone(),
+            classifier: RwLock::new(Arc::new(classifier)),
+            templates: RwLock::new(Arc::new(templates)),
+        })
+    }
+
+    /// Re-reads rules and templates. When either is invalid the running ones stay and the
+    /// error says why (file, line, reason).
+    ///
+    /// # Errors
+    /// The new rules or templates are invalid; nothing was replaced.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let classifier = Classifier::load_dir(&self.rules_dir)
+            .with_context(|| format!("reloading rules from {}", self.rules_dir.display()))?;
+        let templates = Templates::load(&self.templates_dir).with_context(|| {
+            format!("reloading templates from {}", self.templates_dir.display())
+        })?;
+        *self.classifier.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(classifier);
+        *self.templates.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(templates);
+        Ok(())
+    }
+
+    /// The rules in force.
+    pub fn classifier(&self) -> Arc<Classifier> {
+        self.classifier
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn templates(&self) -> Arc<Templates> {
+        self.templates
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The signer of our Message-IDs.
+    pub fn signer(&self) -> &MessageIdSigner {
+        &self.signer
+    }
+
+    /// Ingests `batch` in one transaction. `before_commit` runs inside it last, so a caller can
+    /// record its own progress (an IMAP UID watermark) atomically with the messages.
+    ///
+    /// # Errors
+    /// Only database errors that stop the whole batch; per-message failures are quarantined.
+    pub fn ingest_batch<F>(
+        &self,
+        store: &mut Store,
+        batch: Vec<Incoming>,
+        before_commit: F,
+    ) -> Result<Vec<Outcome>, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<(), StoreError>,
+    {
+        let parsed = parse_all(&batch);
+        let classifier = self.classifier();
+        let templates = self.templates();
+        let tx = store.begin()?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (incoming, msg) in batch.iter().zip(parsed.iter()) {
+            tx.execute_batch("SAVEPOINT message")?;
+            let result = self.process(&tx, &classifier, &templates, incoming, msg);
+            match result {
+                Ok(outcome) => {
+                    tx.execute_batch("RELEASE message")?;
+                    outcomes.push(outcome);
+                }
+                Err(e) => {
+                    tx.execute_batch("ROLLBACK TO message; RELEASE message")?;
+                    // A busy database is no fault of the message: the whole batch is retried.
+                    let e = match e.downcast::<StoreError>() {
+                        Ok(StoreError::Busy(b)) => return Err(StoreError::Busy(b)),
+                        Ok(other) => anyhow::Error::from(other),
+                        Err(e) => e,
+                    };
+                    tracing::error!(
+                        source = %incoming.source,
+                        message_id = %msg.message_id,
+                        error.cause_chain = ?e,
+                        "message quarantined: {e:#}"
+                    );
+                    outcomes.push(quarantine(&tx, incoming, msg, &format!("{e:#}"))?);
+                }
+            }
+        }
+        before_commit(&tx)?;
+        tx.commit()?;
+        for o in &outcomes {
+            tracing::info!(
+                ticket = o.ticket.as_deref().unwrap_or("-"),
+                message_id = %o.message_id,
+                action = o.action.as_str(),
+                category = o.category.as_deref().unwrap_or("-"),
+                source = %o.source,
+                "ingested"
+            );
+        }
+        Ok(outcomes)
+    }
+
+    fn process(
+        &self,
+        conn: &Connection,
+        classifier: &Classifier,
+        templates: &Templates,
+        incoming: &Incoming,
+        msg: &ParsedMessage,
+    ) -> anyhow::Result<Outcome> {
+        let now = store::now();
+        let bracketed = format!("<{}>", msg.message_id);
+        if let Some(existing) = store::find_duplicate(conn, &msg.message_id, &msg.raw_sha256)? {
+            store::record_event(
+                conn,
+                "duplicate",
+                None,
+                Some(existing.id),
+                None,
+                &format!("{} ({})", bracketed, incoming.source),
+            )?;
+            return Ok(Outcome {
+                source: incoming.source.clone(),
+                ticket: existing.ticket_ref,
+                action: Action::Duplicate,
+                category: existing.category,
+                message_id: bracketed,
+                automated: None,
+                ack: AckDecision::NotApplicable,
+                error: None,
+            });
+        }
+
+        let automated = guard::inspect(msg, &self.guard);
+        let from = msg.from_address();
+        let link = self.find_ticket(conn, msg, automated.as_ref())?;
+
+        let mut outcome = Outcome {
+            source: incoming.source.clone(),
+            ticket: None,
+            action: Action::New,
+            category: None,
+            message_id: bracketed,
+            automated: automated.as_ref().map(|a| a.reason.clone()),
+            ack: AckDecision::NotApplicable,
+            error: None,
+        };
+
+        if let Some(auto) = &automated {
+            outcome.action = Action::Automated;
+            let ticket = link.as_ref().map(|(t, _)| t);
+            let row = self.insert_inbound(
+                conn,
+                incoming,
+                msg,
+                ticket.map(|t| t.id),
+                "automated",
+                None,
+                Some(&auto.reason),
+                now,
+            )?;
+            if let Some(t) = ticket {
+                outcome.ticket = Some(t.ticket_ref.clone());
+                outcome.category = Some(t.category.clone());
+                store::touch_ticket(conn, t.id, now)?;
+            }
+            if auto.kind == AutomatedKind::Bounce {
+                self.record_bounce(conn, msg, ticket, row, now)?;
+            }
+            return Ok(outcome);
+        }
+
+        if let Some((ticket, how)) = link {
+            outcome.action = Action::Reply;
+            outcome.ticket = Some(ticket.ticket_ref.clone());
+            outcome.category = Some(ticket.category.clone());
+            self.insert_inbound(
+                conn,
+                incoming,
+                msg,
+                Some(ticket.id),
+                "reply",
+                Some(&ticket.category),
+                None,
+                now,
+            )?;
+            if store::touch_ticket(conn, ticket.id, now)? {
+                store::record_event(conn, "reopened", Some(ticket.id), None, Some(from), &how)?;
+            }
+            self.add_cc_participants(conn, ticket.id, msg)?;
+            if incoming.oversized {
+                store::flag_ticket(conn, ticket.id, "oversized")?;
+            }
+            self.queue_notification(conn, templates, &ticket, msg, incoming, &[], &[], "reply")?;
+            return Ok(outcome);
+        }
+
+        // A new request.
+        let classification = classifier.classify(
+            &ClassifyInput {
+                subject: &msg.subject,
+                body: &msg.new_text,
+                from,
+                to: &recipients(msg),
+                headers: &msg.headers,
+            },
+            &self.support_address,
+        );
+        let category = classifier
+            .category(&classification.category)
+            .unwrap_or_else(|| classifier.fallback());
+        let promise = category.response.map(|r| (r.min_hours, r.max_hours));
+        let due_at = promise.map(|(_, max)| now + i64::from(max) * 3600);
+        let locale = self.locale_for(msg, templates);
+        let (ticket_id, ticket_ref) = store::create_ticket(
+            conn,
+            &store::NewTicket {
+                prefix: &self.prefix,
+                customer: from,
+                customer_name: msg.from.as_ref().and_then(|m| m.name.as_deref()),
+                subject: &msg.subject,
+                category: &category.id,
+                created_at: now,
+                due_at,
+                language: &locale,
+            },
+        )?;
+        self.insert_inbound(
+            conn,
+            incoming,
+            msg,
+            Some(ticket_id),
+            "new",
+            Some(&category.id),
+            None,
+            now,
+        )?;
+        self.add_cc_participants(conn, ticket_id, msg)?;
+        if incoming.oversized {
+            store::flag_ticket(conn, ticket_id, "oversized")?;
+        }
+        outcome.ticket = Some(ticket_ref.clone());
+        outcome.category = Some(category.id.clone());
+        let ticket =
+            store::ticket(conn, ticket_id)?.context("the ticket just created is not there")?;
+        let tips: Vec<String> = classification
+            .tips
+            .iter()
+            .filter_map(|t| {
+                t.text
+                    .get(&locale)
+                    .or_else(|| t.text.get("en"))
+                    .or_else(|| t.text.values().next())
+                    .cloned()
+            })
+            .collect();
+        let due = due_at.and_then(|t| chrono::DateTime::from_timestamp(t, 0));
+
+        let refusal = self.ack_refusal(conn, from)?;
+        outcome.ack = match msg.from.as_ref() {
+            None => {
+                let reason = refusal.unwrap_or_else(|| "no sender address".into());
+                store::record_event(conn, "ack_suppressed", Some(ticket_id), None, None, &reason)?;
+                AckDecision::Suppressed(reason)
+            }
+            Some(customer) => {
+                let message_id = self.signer.generate("ack");
+                let rendered = templates.render_ack(
+                    &self.identity,
+                    &AckInput {
+                        locale: &locale,
+                        ticket_ref: &ticket_ref,
+                        customer,
+                        original_subject: &msg.subject,
+                        customer_message_id: &msg.message_id,
+                        customer_references: &msg.references,
+                        category_label: category.label_for(&locale),
+                        promise,
+                        due_at: due,
+                        tips: &tips,
+                        short: msg.new_text.trim().chars().count() < MIN_REQUEST_CHARS,
+                        message_id: &message_id,
+                    },
+                );
+                match (rendered, refusal) {
+                    (Ok(out), None) => {
+                        self.queue(conn, "ack", ticket_id, &out, None, now)?;
+                        AckDecision::Queued
+                    }
+                    // Kept with its reason so an admin sees what was held back and why.
+                    (Ok(out), Some(reason)) => {
+                        self.queue(conn, "ack", ticket_id, &out, Some(&reason), now)?;
+                        store::record_event(
+                            conn,
+                            "ack_suppressed",
+                            Some(ticket_id),
+                            None,
+                            Some(from),
+                            &reason,
+                        )?;
+                        AckDecision::Suppressed(reason)
+                    }
+                    (Err(e), _) => {
+                        let reason = format!("template error: {e}");
+                        tracing::error!(ticket = %ticket_ref, "acknowledgement not rendered: {e}");
+                        store::record_event(
+                            conn,
+                            "ack_failed",
+                            Some(ticket_id),
+                            None,
+                            Some(from),
+                            &reason,
+                        )?;
+                        AckDecision::Suppressed(reason)
+                    }
+                }
+            }
+        };
+        let matched: Vec<String> = classification
+            .matches
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}/{} ({}: {:?}, +{})",
+                    m.category, m.rule, m.field, m.matched, m.weight
+                )
+            })
+            .collect();
+        let action = if incoming.oversized {
+            "oversized"
+        } else {
+            "new"
+        };
+        self.queue_notification(
+            conn, templates, &ticket, msg, incoming, &matched, &tips, action,
+        )?;
+        Ok(outcome)
+    }
+
+    /// The ticket this message continues, and how it was found; None for a new request.
+    fn find_ticket(
+        &self,
+        conn: &Connection,
+        msg: &ParsedMessage,
+        automated: Option<&Automated>,
+    ) -> anyhow::Result<Option<(store::Ticket, String)>> {
+        let hints = ThreadHints::from_message(msg, &self.prefix, &self.support_address);
+        let from = msg.from_address();
+        let is_bounce = automated.is_some_and(|a| a.kind == AutomatedKind::Bounce);
+        let mut ids: Vec<String> = Vec::new();
+        for id in hints
+            .parent_ids
+            .iter()
+            .chain(msg.bounced_message_ids.iter())
+        {
+            match self.signer.origin(id) {
+                IdOrigin::Forged => {
+                    store::record_event(
+                        conn,
+                        "forged_reference",
+                        None,
+                        None,
+                        Some(from),
+                        &format!("<{id}>"),
+                    )?;
+                }
+                _ => ids.push(id.clone()),
+            }
+        }
+        let mut candidates: Vec<(i64, String)> = Vec::new();
+        if let Some((t, id)) = store::ticket_by_message_ids(conn, &ids)? {
+            candidates.push((t, format!("references <{id}>")));
+        }
+        if let Some(n) = hints.subject_ticket {
+            candidates.push((n, format!("subject token [{}-{n}]", self.prefix)));
+        }
+        if let Some(n) = hints.plus_ticket {
+            candidates.push((
+                n,
+                format!("plus address {}+{}-{n}", self.support_address, self.prefix),
+            ));
+        }
+        for (ticket_id, how) in candidates {
+            let Some(ticket) = store::ticket(conn, ticket_id)? else {
+                continue;
+            };
+            // A bounce of one of our own (signed) messages comes from a mailer, not a participant.
+            let ours = how.starts_with("references <sd.");
+            let allowed = (is_bounce && ours)
+                || thread::may_join(from, &store::participants(conn, ticket_id)?, &self.agents);
+            if allowed {
+                return Ok(Some((ticket, how)));
+            }
+            store::record_event(
+                conn,
+                "link_refused",
+                Some(ticket_id),
+                None,
+                Some(from),
+                &format!(
+                    "{} is not a participant of {} ({how})",
+                    display_or_none(from),
+                    ticket.ticket_ref
+                ),
+            )?;
+        }
+        Ok(None)
+    }
+
+    fn record_bounce(
+        &self,
+        conn: &Connection,
+        msg: &ParsedMessage,
+        ticket: Option<&store::Ticket>,
+        row: i64,
+        now: i64,
+    ) -> anyhow::Result<()> {
+        let Some(ticket) = ticket else {
+            return Ok(());
+        };
+        let mut bounced: Vec<&str> = msg.failed_recipients.iter().map(String::as_str).collect();
+        if bounced.is_empty() {
+            bounced.push(&ticket.customer);
+        }
+        for address in bounced {
+            store::mark_bouncing(conn, address, now)?;
+            store::record_event(
+                conn,
+                "bounce",
+                Some(ticket.id),
+                Some(row),
+                Some(address),
+                &msg.subject,
+            )?;
+        }
+        store::flag_ticket(conn, ticket.id, "bouncing")?;
+        Ok(())
+    }
+
+    /// Why no acknowledgement may go to `to`, if it may not.
+    fn ack_refusal(&self, conn: &Connection, to: &str) -> anyhow::Result<Option<String>> {
+        if to.is_empty() {
+            return Ok(Some("no sender address".into()));
+        }
+        if self.own_addresses.iter().any(|a| a == to) {
+            return Ok(Some("sender is our own address".into()));
+        }
+        if store::is_bouncing(conn, to)? {
+            return Ok(Some("address is bouncing".into()));
+        }
+        let now = store::now();
+        if store::acks_since(conn, to, now - 3600)? >= self.max_acks_per_hour {
+            return Ok(Some(format!(
+                "rate limit: {} per hour",
+                self.max_acks_per_hour
+            )));
+        }
+        if store::acks_since(conn, to, now - 86400)? >= self.max_acks_per_day {
+            return Ok(Some(format!(
+                "rate limit: {} per day",
+                self.max_acks_per_day
+            )));
+        }
+        Ok(None)
+    }
+
+    fn locale_for(&self, msg: &ParsedMessage, templates: &Templates) -> String {
+        msg.language
+            .as_deref()
+            .filter(|l| templates.has_locale(l))
+            .unwrap_or(&self.default_locale)
+            .to_string()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn insert_inbound(
+        &self,
+        conn: &Connection,
+        incoming: &Incoming,
+        msg: &ParsedMessage,
+        ticket_id: Option<i64>,
+        action: &str,
+        category: Option<&str>,
+        automated: Option<&str>,
+        now: i64,
+    ) -> anyhow::Result<i64> {
+        Ok(store::insert_message(
+            conn,
+            &store::NewMessage {
+                ticket_id,
+                direction: "in",
+                message_id: &msg.message_id,
+                raw_sha256: &msg.raw_sha256,
+                in_reply_to: &msg.in_reply_to.join(" "),
+                refs: &msg.references.join(" "),
+                from_addr: msg.from_address(),
+                from_name: msg.from.as_ref().and_then(|m| m.name.as_deref()),
+                to_addrs: &recipients(msg).join(" "),
+                subject: &msg.subject,
+                date: msg.date,
+                received_at: now,
+                action,
+                category,
+                language: msg.language.as_deref(),
+                automated,
+                new_text: &msg.new_text,
+                full_text: &msg.text,
+                size: msg.size as i64,
+                raw: &incoming.raw,
+                source: &incoming.source,
+                warnings: &msg.warnings.join("\n"),
+                error: None,
+            },
+        )?)
+    }
+
+    /// Everyone the customer wrote to, except us, may take part in the conversation.
+    fn add_cc_participants(
+        &self,
+        conn: &Connection,
+        ticket_id: i64,
+        msg: &ParsedMessage,
+    ) -> anyhow::Result<()> {
+        for m in msg.to.iter().chain(msg.cc.iter()) {
+            let a = m.address.as_str();
+            if self.own_addresses.iter().any(|o| o == a)
+                || thread::plus_tag(a, &self.support_address).is_some()
+            {
+                continue;
+            }
+            store::add_participant(conn, ticket_id, a, "cc")?;
+        }
+        Ok(())
+    }
+
+    /// Writes `out` to the outbox and records it as a message of the ticket (so a reply that
+    /// cites its Message-ID threads).
+    fn queue(
+        &self,
+        conn: &Connection,
+        kind: &str,
+        ticket_id: i64,
+        out: &reply::Outgoing,
+        suppressed: Option<&str>,
+        now: i64,
+    ) -> anyhow::Result<()> {
+        store::enqueue(
+            conn,
+            &store::NewOutgoing {
+                kind,
+                ticket_id: Some(ticket_id),
+                to_addr: &out.to,
+                subject: &out.subject,
+                message_id: &out.message_id,
+                in_reply_to: out.in_reply_to.as_deref(),
+                raw: &out.raw,
+                status: if suppressed.is_some() {
+                    "suppressed"
+                } else {
+                    "queued"
+                },
+                last_error: suppressed,
+                at: now,
+            },
+        )?;
+        if suppressed.is_some() {
+            return Ok(());
+        }
+        store::insert_message(
+            conn,
+            &store::NewMessage {
+                ticket_id: Some(ticket_id),
+                direction: "out",
+                message_id: &out.message_id,
+                raw_sha256: &parse::sha256_hex(&out.raw),
+                in_reply_to: out.in_reply_to.as_deref().unwrap_or(""),
+                refs: &out.references.join(" "),
+                from_addr: &self.support_address,
+                from_name: Some(&self.identity.name),
+                to_addrs: &out.to,
+                subject: &out.subject,
+                date: Some(now),
+                received_at: now,
+                action: kind,
+                category: None,
+                language: None,
+                automated: None,
+                new_text: "",
+                full_text: "",
+                size: out.raw.len() as i64,
+                // The outbox row holds the bytes; no need to keep them twice.
+                raw: b"",
+                source: "outbox",
+                warnings: "",
+                error: None,
+            },
+        )?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn queue_notification(
+        &self,
+        conn: &Connection,
+        templates: &Templates,
+        ticket: &store::Ticket,
+        msg: &ParsedMessage,
+        incoming: &Incoming,
+        matched: &[String],
+        tips: &[String],
+        action: &str,
+    ) -> anyhow::Result<()> {
+        let Some(team) = &self.team_address else {
+            return Ok(());
+        };
+        let customer = msg.from.clone().unwrap_or(parse::Mailbox {
+            name: None,
+            address: ticket.customer.clone(),
+        });
+        let message_id = self.signer.generate("note");
+        let label = self
+            .classifier()
+            .category(&ticket.category)
+            .map(|c| c.label_for(&self.default_locale).to_string())
+            .unwrap_or_else(|| ticket.category.clone());
+        let rendered = templates.render_notification(
+            &self.identity,
+            &NotificationInput {
+                locale: &self.default_locale,
+                ticket_ref: &ticket.ticket_ref,
+                customer: &customer,
+                original_subject: &msg.subject,
+                category_label: &label,
+                category_id: &ticket.category,
+                matched_rules: matched,
+                tips,
+                due_at: ticket
+                    .due_at
+                    .and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
+                new_text: &msg.new_text,
+                action,
+                automated: None,
+                original_raw: &incoming.raw,
+                to: team,
+                message_id: &message_id,
+                customer_message_id: &msg.message_id,
+            },
+        );
+        match rendered {
+            Ok(out) => self.queue(conn, "notification", ticket.id, &out, None, store::now()),
+            Err(e) => {
+                tracing::error!(ticket = %ticket.ticket_ref, "team notification not rendered: {e}");
+                store::record_event(
+                    conn,
+                    "notification_failed",
+                    Some(ticket.id),
+                    None,
+                    None,
+                    &e.to_string(),
+                )?;
+                Ok(())
+            }
+        }
+    }
+}
+
+fn display_or_none(from: &str) -> &str {
+    if from.is_empty() { "(no sender)" } else { from }
+}
+
+/// To and Cc addresses, lower-cased.
+fn recipients(msg: &ParsedMessage) -> Vec<String> {
+    msg.to
+        .iter()
+        .chain(msg.cc.iter())
+        .map(|m| m.address.clone())
+        .collect()
+}
+
+/// Parses every message, on two threads when the batch is large enough to pay for it.
+fn parse_all(batch: &[Incoming]) -> Vec<ParsedMessage> {
+    const PARALLEL_FROM: usize = 64;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    if batch.len() < PARALLEL_FROM || threads < 2 {
+        return batch.iter().map(|i| parse_one(i)).collect();
+    }
+    let chunk = batch.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = batch
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(parse_one).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
+fn parse_one(incoming: &Incoming) -> ParsedMessage {
+    let mut msg = parse::parse(&incoming.raw);
+    if incoming.oversized {
+        msg.warnings
+            .push("over max_message_size: only the headers were kept".into());
+    }
+    msg
+}
+
+/// Stores a message that failed in the pipeline, raw bytes and error, and reports it.
+fn quarantine(
+    conn: &Connection,
+    incoming: &Incoming,
+    msg: &ParsedMessage,
+    error: &str,
+) -> Result<Outcome, StoreError> {
+    // A fresh id: the original may be what made the insert fail (and the sha still dedupes a
+    // second delivery of the same bytes).
+    let qid = format!(
+        "q.{}.{}@quarantine.invalid",
+        &msg.raw_sha256[..16],
+        store::now()
+    );
+    let id = store::insert_message(
+        conn,
+        &store::NewMessage {
+            ticket_id: None,
+            direction: "in",
+            message_id: &qid,
+            raw_sha256: &msg.raw_sha256,
+            in_reply_to: "",
+            refs: "",
+            from_addr: msg.from_address(),
+            from_name: None,
+            to_addrs: "",
+            subject: &msg.subject,
+            date: msg.date,
+            received_at: store::now(),
+            action: "quarantined",
+            category: None,
+            language: None,
+            automated: None,
+            new_text: "",
+            full_text: "",
+            size: incoming.raw.len() as i64,
+            raw: &incoming.raw,
+            source: &incoming.source,
+            warnings: &format!("original Message-ID: <{}>", msg.message_id),
+            error: Some(error),
+        },
+    )?;
+    store::record_event(conn, "quarantined", None, Some(id), None, error)?;
+    Ok(Outcome {
+        source: incoming.source.clone(),
+        ticket: None,
+        action: Action::Quarantined,
+        category: None,
+        message_id: format!("<{}>", msg.message_id),
+        automated: None,
+        ack: AckDecision::NotApplicable,
+        error: Some(error.to_string()),
+    })
+}

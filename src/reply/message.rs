@@ -1,0 +1,306 @@
+//! The RFC 5322 side: headers, MIME structure and the bytes handed to the outbox.
+
+use lettre::message::header::{
+    ContentDisposition, ContentTransferEncoding, ContentType, HeaderName, HeaderValue,
+};
+use lettre::message::{Body, Mailbox, Message, MessageBuilder, MultiPart, SinglePart};
+use rand::Rng;
+
+use super::{
+    AckInput, Identity, LOOP_HEADER, NotificationInput, Outgoing, ReplyError, ack_subject,
+    header_text, truncate_chars,
+};
+
+/// RFC 5322 advises keeping the thread root plus the most recent ids; beyond this many the
+/// header only grows without helping any client thread better.
+const MAX_REFERENCES: usize = 20;
+
+/// Longest id we copy into a header; real ones are well under 100 octets.
+const MAX_ID_LEN: usize = 250;
+
+/// Longest line (without CRLF) that 7bit/8bit transfer encodings allow (RFC 5322 2.1.1).
+const MAX_LINE: usize = 998;
+
+pub(super) fn build_ack(
+    identity: &Identity,
+    input: &AckInput<'_>,
+    locale: &str,
+    body: String,
+) -> Result<Outgoing, ReplyError> {
+    const WHAT: &str = "acknowledgement";
+    let message_id = our_id(input.message_id, WHAT)?;
+    let in_reply_to = clean_id(input.customer_message_id);
+    let references = references(input.customer_references, in_reply_to.as_deref());
+    let subject = ack_subject(input.ticket_ref, input.original_subject);
+    let to = mailbox(
+        input.customer.name.as_deref(),
+        &input.customer.address,
+        WHAT,
+    )?;
+    let to_address = to.email.to_string();
+
+    let builder = common(identity, locale, &message_id, WHAT)?
+        .to(to)
+        .subject(subject.clone())
+        .raw_header(raw("Auto-Submitted", "auto-replied"))
+        // RFC 3834 discourages Precedence, but older autoresponders only look at it.
+        .raw_header(raw("Precedence", "auto_reply"));
+    let message = threading(builder, in_reply_to.as_deref(), &references)
+        .singlepart(SinglePart::plain(body))
+        .map_err(|e| build_error(WHAT, e))?;
+
+    Ok(Outgoing {
+        to: to_address,
+        subject,
+        message_id,
+        in_reply_to,
+        references,
+        raw: message.formatted(),
+    })
+}
+
+pub(super) fn build_notification(
+    identity: &Identity,
+    input: &NotificationInput<'_>,
+    locale: &str,
+    subject: String,
+    body: String,
+) -> Result<Outgoing, ReplyError> {
+    const WHAT: &str = "notification";
+    let message_id = our_id(input.message_id, WHAT)?;
+    // Threading on the customer's message groups the notifications of one ticket in the
+    // team's mail client, and an agent's reply to a notification can be traced back.
+    let in_reply_to = clean_id(input.customer_message_id);
+    let references: Vec<String> = in_reply_to.iter().cloned().collect();
+    let to = mailbox(None, input.to, WHAT)?;
+    let to_address = to.email.to_string();
+
+    let text = SinglePart::plain(body);
+    let mut parts = MultiPart::mixed()
+        .boundary(boundary(input.original_raw))
+        .singlepart(text);
+    if !input.original_raw.is_empty() {
+        parts = parts.singlepart(original_part(input.original_raw));
+    }
+
+    let builder = common(identity, locale, &message_id, WHAT)?
+        .to(to)
+        .subject(subject.clone())
+        .raw_header(raw("Auto-Submitted", "auto-generated"));
+    let message = threading(builder, in_reply_to.as_deref(), &references)
+        .multipart(parts)
+        .map_err(|e| build_error(WHAT, e))?;
+
+    Ok(Outgoing {
+        to: to_address,
+        subject,
+        message_id,
+        in_reply_to,
+        references,
+        raw: message.formatted(),
+    })
+}
+
+/// Headers both mails share.
+fn common(
+    identity: &Identity,
+    locale: &str,
+    message_id: &str,
+    what: &'static str,
+) -> Result<MessageBuilder, ReplyError> {
+    Ok(Message::builder()
+        .from(mailbox(Some(&identity.name), &identity.address, what)?)
+        .date_now()
+        .message_id(Some(format!("<{message_id}>")))
+        .raw_header(raw("X-Auto-Response-Suppress", "All"))
+        .raw_header(raw(LOOP_HEADER, &identity.address))
+        .raw_header(raw("Content-Language", &locale.replace('_', "-"))))
+}
+
+fn threading(
+    builder: MessageBuilder,
+    in_reply_to: Option<&str>,
+    references: &[String],
+) -> MessageBuilder {
+    let builder = match in_reply_to {
+        Some(id) => builder.in_reply_to(format!("<{id}>")),
+        None => builder,
+    };
+    if references.is_empty() {
+        return builder;
+    }
+    let joined: Vec<String> = references.iter().map(|id| format!("<{id}>")).collect();
+    builder.references(joined.join(" "))
+}
+
+/// A header whose value is forced onto one line; lettre folds and RFC 2047-encodes it.
+fn raw(name: &'static str, value: &str) -> HeaderValue {
+    HeaderValue::new(HeaderName::new_from_ascii_str(name), header_text(value))
+}
+
+fn mailbox(name: Option<&str>, address: &str, what: &'static str) -> Result<Mailbox, ReplyError> {
+    let email = address.trim().parse().map_err(|e| ReplyError::Build {
+        what,
+        reason: format!("address {address:?}: {e}"),
+    })?;
+    let name = name
+        .map(|n| truncate_chars(&header_text(n), 100))
+        .filter(|n| !n.is_empty());
+    Ok(Mailbox::new(name, email))
+}
+
+fn build_error(what: &'static str, e: lettre::error::Error) -> ReplyError {
+    ReplyError::Build {
+        what,
+        reason: e.to_string(),
+    }
+}
+
+/// Our own Message-ID must be usable: without it the customer's reply cannot be threaded.
+fn our_id(id: &str, what: &'static str) -> Result<String, ReplyError> {
+    clean_id(id).ok_or_else(|| ReplyError::Build {
+        what,
+        reason: format!("unusable Message-ID {id:?}"),
+    })
+}
+
+/// An id fit for a header, without brackets; ids that are not plain printable ASCII are
+/// dropped rather than repaired, since a repaired id would match nothing.
+fn clean_id(id: &str) -> Option<String> {
+    let id = id.trim();
+    let id = id
+        .strip_prefix('<')
+        .and_then(|i| i.strip_suffix('>'))
+        .unwrap_or(id);
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>');
+    ok.then(|| id.to_owned())
+}
+
+/// The customer's chain plus their message, each once, bounded to the root and the most
+/// recent ids.
+fn references(chain: &[String], customer_id: Option<&str>) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for id in chain.iter().filter_map(|id| clean_id(id)) {
+        if Some(id.as_str()) != customer_id && !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    ids.extend(customer_id.map(str::to_owned));
+    if ids.len() > MAX_REFERENCES {
+        ids.drain(1..ids.len() - (MAX_REFERENCES - 1));
+    }
+    ids
+}
+
+/// A multipart boundary that cannot occur in the attached original, which the customer wrote.
+fn boundary(original: &[u8]) -> String {
+    loop {
+        let random: String = rand::thread_rng()
+            .sample_iter(&rand::distributions::Alphanumeric)
+            .take(32)
+            .map(char::from)
+            .collect();
+        let candidate = format!("supportd-{random}");
+        if !contains(original, candidate.as_bytes()) {
+            return candidate;
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The customer's message as `message/rfc822`. RFC 2046 allows only 7bit, 8bit or binary for
+/// that type, and SMTP without BINARYMIME carries only the first two, so a message that does
+/// not fit them (NUL bytes, lines over 998 octets) goes as a base64 `application/octet-stream`
+/// instead: the team still gets every byte.
+fn original_part(raw: &[u8]) -> SinglePart {
+    let canonical = crlf(raw);
+    let fits = !canonical.contains(&0)
+        && canonical
+            .split(|&b| b == b'\n')
+            .all(|line| line.strip_suffix(b"\r").unwrap_or(line).len() <= MAX_LINE);
+    let disposition = ContentDisposition::attachment("original.eml");
+    if fits {
+        let encoding = if canonical.is_ascii() {
+            ContentTransferEncoding::SevenBit
+        } else {
+            ContentTransferEncoding::EightBit
+        };
+        SinglePart::builder()
+            .header(content_type("message/rfc822"))
+            .header(disposition)
+            // Checked above: no NUL, no over-long line, CRLF only.
+            .body(Body::dangerous_pre_encoded(canonical, encoding))
+    } else {
+        SinglePart::builder()
+            .header(content_type("application/octet-stream"))
+            .header(disposition)
+            .body(raw.to_vec())
+    }
+}
+
+fn content_type(mime: &str) -> ContentType {
+    // Both callers pass constants that lettre parses; the fallback only guards a future typo.
+    ContentType::parse(mime).unwrap_or(ContentType::TEXT_PLAIN)
+}
+
+/// Bare LF or CR to CRLF: the canonical form on the wire, and SMTP servers reject bare LF.
+fn crlf(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
+    let mut bytes = raw.iter().copied().peekable();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'\r' => {
+                bytes.next_if_eq(&b'\n');
+                out.extend_from_slice(b"\r\n");
+            }
+            b'\n' => out.extend_from_slice(b"\r\n"),
+            _ => out.push(b),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_keep_the_root_and_the_most_recent_ids() {
+        let chain: Vec<String> = (0..30).map(|i| format!("m{i}@x")).collect();
+        let refs = references(&chain, Some("last@x"));
+        assert_eq!(refs.len(), MAX_REFERENCES);
+        assert_eq!(refs[0], "m0@x");
+        assert_eq!(refs[1], "m12@x");
+        assert_eq!(refs.last().map(String::as_str), Some("last@x"));
+    }
+
+    #[test]
+    fn references_skip_duplicates_and_unusable_ids() {
+        let chain = vec![
+            "<a@x>".to_owned(),
+            "a@x".to_owned(),
+            "bad id@x".to_owned(),
+            "c@x".to_owned(),
+        ];
+        assert_eq!(references(&chain, Some("a@x")), vec!["c@x", "a@x"]);
+    }
+
+    #[test]
+    fn ids_with_line_breaks_are_dropped_not_repaired() {
+        assert_eq!(clean_id("a@x\r\nBcc: evil@x"), None);
+        assert_eq!(clean_id(" <a@x> "), Some("a@x".to_owned()));
+        assert_eq!(clean_id(""), None);
+    }
+
+    #[test]
+    fn bare_line_ends_become_crlf() {
+        assert_eq!(crlf(b"a\nb\rc\r\nd"), b"a\r\nb\r\nc\r\nd");
+    }
+}

@@ -1,0 +1,173 @@
+//! Phrases computed in code rather than in templates: they depend on numbers, dates and time
+//! zones, which Handlebars has no helpers for. French has its own wording; every other locale
+//! gets English, so a new locale folder works before anyone translates these.
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono_tz::Tz;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lang {
+    Fr,
+    En,
+}
+
+impl Lang {
+    pub(super) fn of(locale: &str) -> Lang {
+        let primary = locale.split(['-', '_']).next().unwrap_or(locale);
+        if primary.eq_ignore_ascii_case("fr") {
+            Lang::Fr
+        } else {
+            Lang::En
+        }
+    }
+}
+
+fn hours(lang: Lang, n: u32) -> String {
+    match (lang, n) {
+        (Lang::Fr, 0 | 1) => format!("{n} heure"),
+        (Lang::Fr, _) => format!("{n} heures"),
+        (Lang::En, 1) => "1 hour".to_owned(),
+        (Lang::En, _) => format!("{n} hours"),
+    }
+}
+
+/// The response promise, worded to follow "we will answer …" / "notre équipe vous répondra …".
+pub(super) fn promise(lang: Lang, promise: Option<(u32, u32)>) -> String {
+    // The help page's general wording, used when the category has no promise of its own.
+    let Some((a, b)) = promise else {
+        return match lang {
+            Lang::Fr => "généralement dans les 24 à 48 heures".to_owned(),
+            Lang::En => "generally within 24 to 48 hours".to_owned(),
+        };
+    };
+    // Rules are admin-edited, so a reversed range is tolerated rather than worded backwards.
+    let (min, max) = (a.min(b), a.max(b));
+    if min == max || min == 0 {
+        return match lang {
+            Lang::Fr => format!("sous {}", hours(lang, max)),
+            Lang::En => format!("within {}", hours(lang, max)),
+        };
+    }
+    match lang {
+        Lang::Fr => format!("sous {min} à {}", hours(lang, max)),
+        Lang::En => format!("within {min} to {}", hours(lang, max)),
+    }
+}
+
+const FR_DAYS: [&str; 7] = [
+    "lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche",
+];
+const EN_DAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+const FR_MONTHS: [&str; 12] = [
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+];
+const EN_MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+/// A due time in the support team's zone. chrono's `%A`/`%B` are English-only without its
+/// unstable-locales feature, hence the tables.
+pub(super) fn due(lang: Lang, at: DateTime<Utc>, tz: Tz) -> String {
+    let local = at.with_timezone(&tz);
+    let weekday = local.weekday().num_days_from_monday() as usize;
+    let month = local.month0() as usize;
+    let (day, year, hour, minute) = (local.day(), local.year(), local.hour(), local.minute());
+    let zone = zone_label(lang, tz);
+    match lang {
+        Lang::Fr => {
+            // French writes the first of the month as an ordinal ("1er décembre").
+            let day = if day == 1 {
+                "1er".to_owned()
+            } else {
+                day.to_string()
+            };
+            format!(
+                "{} {day} {} {year} à {hour:02}:{minute:02} ({zone})",
+                FR_DAYS[weekday], FR_MONTHS[month]
+            )
+        }
+        Lang::En => format!(
+            "{} {day} {} {year}, {hour:02}:{minute:02} ({zone})",
+            EN_DAYS[weekday], EN_MONTHS[month]
+        ),
+    }
+}
+
+fn zone_label(lang: Lang, tz: Tz) -> String {
+    match (lang, tz) {
+        // Customers of a French product read "heure de Paris" more easily than an IANA name.
+        (Lang::Fr, Tz::Europe__Paris) => "heure de Paris".to_owned(),
+        (_, Tz::UTC | Tz::Etc__UTC) => "UTC".to_owned(),
+        _ => tz.name().to_owned(),
+    }
+}
+
+/// "Tips for a faster answer" from the help page, as things to include.
+pub(super) fn faster_answer(lang: Lang) -> Vec<&'static str> {
+    match lang {
+        Lang::Fr => vec![
+            "le nom ou l'URL de votre projet",
+            "les étapes pour reproduire le problème",
+            "le navigateur et l'appareil que vous utilisez",
+            "les messages d'erreur que vous voyez",
+            "des captures d'écran, sous forme de liens dans votre message",
+        ],
+        Lang::En => vec![
+            "your project name or URL",
+            "the steps to reproduce the problem",
+            "the browser and device you are using",
+            "any error messages you see",
+            "screenshots, as links in your message",
+        ],
+    }
+}
+
+/// What happened, for the team's subject line and the notification body.
+pub(super) fn action_label(lang: Lang, action: &str) -> &'static str {
+    match (lang, action) {
+        (Lang::Fr, "reply") => "Réponse",
+        (Lang::Fr, "oversized") => "Message trop volumineux",
+        (Lang::Fr, _) => "Nouvelle demande",
+        (Lang::En, "reply") => "Reply",
+        (Lang::En, "oversized") => "Oversized message",
+        (Lang::En, _) => "New request",
+    }
+}
+
+/// The word joining the action label and the customer address in the team's subject.
+pub(super) fn from_word(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Fr => "de",
+        Lang::En => "from",
+    }
+}

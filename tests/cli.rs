@@ -1,0 +1,476 @@
+//! Black-box tests of the `supportd` binary on real SQLite files, over the fixtures in
+//! `fixtures/mail` and their expectations in `fixtures/mail/expected.toml`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_supportd");
+
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A scratch project: config + database in a temp dir, the crate's rules and templates.
+struct TestApp {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl TestApp {
+    fn new() -> Self {
+        Self::with_extra("")
+    }
+
+    fn with_extra(extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("supportd.toml");
+        let text = format!(
+            "[support]\naddress = \"support@example.test\"\nname = \"Support Chatim\"\n\
+             team_address = \"team@example.test\"\n{extra}\n\
+             [storage]\ndatabase = \"data/supportd.sqlite3\"\n\
+             [rules]\ndir = \"{}\"\n[templates]\ndir = \"{}\"\n",
+            crate_dir().join("rules").display(),
+            crate_dir().join("templates").display()
+        );
+        std::fs::write(&config, text).expect("write config");
+        TestApp { dir, config }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("run supportd")
+    }
+
+    fn run_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn supportd");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
+        child.wait_with_output().expect("wait")
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("json output")
+    }
+
+    fn ingest_file(&self, path: &Path) -> Value {
+        self.json(&["ingest", "--json", &path.display().to_string()])
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, bytes).expect("write");
+        p
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Expected {
+    kind: String,
+    category: Option<String>,
+    automated: Option<bool>,
+    new_text_contains: Option<String>,
+    new_text_excludes: Option<String>,
+    reply_to: Option<String>,
+    refers_to: Option<String>,
+    hijack: Option<bool>,
+    language: Option<String>,
+}
+
+fn fixtures() -> (PathBuf, BTreeMap<String, Expected>) {
+    let dir = crate_dir().join("fixtures/mail");
+    let text =
+        std::fs::read_to_string(dir.join("expected.toml")).expect("fixtures/mail/expected.toml");
+    (dir, toml::from_str(&text).expect("expected.toml parses"))
+}
+
+/// Byte-level replace: fixtures hold 8-bit text in legacy charsets that must stay untouched.
+fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut i = 0;
+    while i < haystack.len() {
+        if haystack[i..].starts_with(needle) {
+            out.extend_from_slice(with);
+            i += needle.len();
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Folds runs of white space, so that an expected phrase matches across a line wrap.
+fn fold(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn first_message(v: &Value) -> &Value {
+    &v["messages"][0]
+}
+
+#[test]
+fn every_fixture_is_stored_classified_threaded_and_acknowledged_as_expected() {
+    let app = TestApp::new();
+    let (dir, expected) = fixtures();
+    let mut tickets: BTreeMap<String, String> = BTreeMap::new();
+    let mut failures = Vec::new();
+
+    // Messages that continue nothing first, so that the others have something to refer to.
+    let has_parent = |e: &Expected| e.reply_to.is_some() || e.refers_to.is_some();
+    for (name, exp) in expected.iter().filter(|(_, e)| !has_parent(e)) {
+        let raw = std::fs::read(dir.join(name)).expect("fixture");
+        let out = app.ingest_file(&app.write(name, &raw));
+        let m = first_message(&out);
+        let action = m["action"].as_str().unwrap_or_default();
+        if exp.kind == "automated" || exp.automated == Some(true) {
+            if action != "automated" {
+                failures.push(format!("{name}: expected automated, got {action}"));
+            }
+            continue;
+        }
+        if action != "new" {
+            failures.push(format!("{name}: expected new, got {action} ({m})"));
+            continue;
+        }
+        if m["ack"] != "queued" {
+            failures.push(format!("{name}: acknowledgement not queued: {m}"));
+        }
+        if let Some(cat) = &exp.category
+            && m["category"].as_str() != Some(cat.as_str())
+        {
+            failures.push(format!(
+                "{name}: expected category {cat}, got {}",
+                m["category"]
+            ));
+        }
+        let ticket = m["ticket"].as_str().unwrap_or_default().to_string();
+        let show = app.json(&["tickets", "show", &ticket, "--json"]);
+        let text = show["messages"][0]["text"].as_str().unwrap_or_default();
+        if let Some(want) = &exp.new_text_contains
+            && !fold(text).contains(&fold(want))
+        {
+            failures.push(format!("{name}: new text lacks {want:?}: {text:?}"));
+        }
+        if let Some(lang) = &exp.language
+            && show["language"].as_str() != Some(lang.as_str())
+        {
+            failures.push(format!(
+                "{name}: expected language {lang}, got {}",
+                show["language"]
+            ));
+        }
+        tickets.insert(name.clone(), ticket);
+    }
+
+    let outbox = app.json(&["outbox", "list", "--json"]);
+    let acks_before = outbox
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|o| o["kind"] == "ack").count());
+
+    for (name, exp) in expected.iter().filter(|(_, e)| has_parent(e)) {
+        let parent = exp
+            .reply_to
+            .as_deref()
+            .or(exp.refers_to.as_deref())
+            .expect("a parent");
+        let Some(ticket) = tickets.get(parent) else {
+            failures.push(format!("{name}: its parent {parent} has no ticket"));
+            continue;
+        };
+        let ack = outbox
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|o| o["kind"] == "ack" && o["ticket"] == ticket.as_str())
+            })
+            .expect("the parent's acknowledgement");
+        let ack_id = ack["message_id"].as_str().unwrap_or_default();
+        let number = ticket.trim_start_matches("CHT-");
+        let raw = std::fs::read(dir.join(name)).expect("fixture");
+        let raw = replace_bytes(&raw, b"<@ACK_ID@>", ack_id.as_bytes());
+        let raw = replace_bytes(
+            &raw,
+            b"@ACK_ID@",
+            ack_id.trim_matches(['<', '>']).as_bytes(),
+        );
+        let raw = replace_bytes(&raw, b"@REF@", number.as_bytes());
+        let out = app.ingest_file(&app.write(name, &raw));
+        let m = first_message(&out);
+        if exp.kind == "automated" || exp.automated == Some(true) {
+            if m["action"] != "automated" {
+                failures.push(format!("{name}: expected automated, got {m}"));
+            }
+            continue;
+        }
+        if exp.hijack == Some(true) {
+            if m["action"] != "new" || m["ticket"] == ticket.as_str() {
+                failures.push(format!("{name}: a stranger joined {ticket}: {m}"));
+            }
+            continue;
+        }
+        if m["action"] != "reply" || m["ticket"] != ticket.as_str() {
+            failures.push(format!("{name}: expected a reply on {ticket}, got {m}"));
+            continue;
+        }
+        let show = app.json(&["tickets", "show", ticket, "--json"]);
+        let text = show["messages"]
+            .as_array()
+            .and_then(|ms| ms.iter().rev().find(|x| x["direction"] == "in"))
+            .and_then(|x| x["text"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        if let Some(want) = &exp.new_text_contains
+            && !fold(&text).contains(&fold(want))
+        {
+            failures.push(format!("{name}: reply text lacks {want:?}: {text:?}"));
+        }
+        if let Some(bad) = &exp.new_text_excludes
+            && fold(&text).contains(&fold(bad))
+        {
+            failures.push(format!("{name}: quoted history {bad:?} kept in {text:?}"));
+        }
+    }
+
+    let outbox = app.json(&["outbox", "list", "--json"]);
+    let hijacks = expected.values().filter(|e| e.hijack == Some(true)).count();
+    let acks_after = outbox
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|o| o["kind"] == "ack").count());
+    assert_eq!(
+        acks_after,
+        acks_before + hijacks,
+        "replies must not be acknowledged again (only a hijack attempt opens a ticket of its own)"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} fixture failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn the_same_message_twice_changes_nothing() {
+    let app = TestApp::new();
+    let raw = b"From: Julie <julie@boulangerie-martin.fr>\r\nTo: support@example.test\r\nSubject: Facture\r\nMessage-ID: <twice@x.fr>\r\n\r\nBonjour, il me faut une facture pour octobre.\r\n";
+    let p = app.write("m.eml", raw);
+    let first = app.ingest_file(&p);
+    let second = app.ingest_file(&p);
+    assert_eq!(first_message(&first)["action"], "new");
+    assert_eq!(first_message(&second)["action"], "duplicate");
+    assert_eq!(
+        first_message(&second)["ticket"],
+        first_message(&first)["ticket"]
+    );
+    // The same bytes without a Message-ID are recognised by their hash.
+    let no_id = b"From: a@b.fr\r\nTo: support@example.test\r\nSubject: x\r\n\r\nmon widget ne marche pas du tout\r\n";
+    let p2 = app.write("n.eml", no_id);
+    assert_eq!(first_message(&app.ingest_file(&p2))["action"], "new");
+    assert_eq!(first_message(&app.ingest_file(&p2))["action"], "duplicate");
+    let stats = app.json(&["stats", "--json"]);
+    assert_eq!(stats["tickets"], 2);
+    assert_eq!(stats["duplicates"], 2);
+    assert_eq!(stats["acks_queued"], 2);
+}
+
+#[test]
+fn a_pipe_from_the_mta_gets_sysexits_codes() {
+    let app = TestApp::new();
+    let ok = app.run_stdin(
+        &["ingest", "-"],
+        b"From: a@b.fr\r\nTo: support@example.test\r\nSubject: Help\r\n\r\nMy widget is not showing on my site.\r\n",
+    );
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let empty = app.run_stdin(&["ingest", "-"], b"");
+    assert_eq!(empty.status.code(), Some(65));
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("empty input"));
+    let missing = app.run(&["ingest", "/nonexistent/message.eml"]);
+    assert_ne!(missing.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/message.eml"));
+    // A configuration that cannot be read is temporary for the MTA: it keeps the mail.
+    let broken = Command::new(BIN)
+        .args(["--config", "/nonexistent/supportd.toml", "ingest", "-"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(broken.status.code(), Some(75));
+}
+
+#[test]
+fn acknowledgements_are_limited_per_sender() {
+    let app = TestApp::new();
+    let mut actions = Vec::new();
+    for i in 0..5 {
+        let raw = format!(
+            "From: loop@robot-ish.example\r\nTo: support@example.test\r\nSubject: Question {i}\r\nMessage-ID: <rate{i}@x>\r\n\r\nHello, my chatbot flow does not work, request {i}.\r\n"
+        );
+        let out = app.ingest_file(&app.write(&format!("r{i}.eml"), raw.as_bytes()));
+        actions.push(first_message(&out)["ack"].clone());
+    }
+    assert_eq!(
+        actions[..3],
+        [
+            Value::from("queued"),
+            Value::from("queued"),
+            Value::from("queued")
+        ]
+    );
+    assert_eq!(actions[3], "suppressed");
+    // A suppressed acknowledgement is kept, with its reason, so an admin sees what was held back.
+    let outbox = app.json(&["outbox", "list", "--json"]);
+    let suppressed: Vec<_> = outbox
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| o["status"] == "suppressed")
+        .collect();
+    assert_eq!(suppressed.len(), 2, "{outbox}");
+    assert!(
+        suppressed[0]["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("per hour"),
+        "{outbox}"
+    );
+    let stats = app.json(&["stats", "--json"]);
+    assert_eq!(stats["acks_queued"], 3);
+    assert_eq!(stats["acks_suppressed"], 2);
+}
+
+#[test]
+fn our_own_acknowledgement_coming_back_is_never_answered() {
+    let app = TestApp::new();
+    let req = app.write(
+        "req.eml",
+        b"From: julie@boulangerie-martin.fr\r\nTo: support@example.test\r\nSubject: Widget\r\nMessage-ID: <w1@bm.fr>\r\n\r\nLe widget ne s'affiche pas sur mon site.\r\n",
+    );
+    app.ingest_file(&req);
+    let raw = app.run(&["outbox", "show", "1", "--raw"]);
+    assert!(raw.status.success());
+    // The acknowledgement itself, delivered back to the support mailbox (a forwarding loop).
+    let back = app.write("back.eml", &raw.stdout);
+    let out = app.ingest_file(&back);
+    let action = first_message(&out)["action"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(action == "automated" || action == "duplicate", "{out}");
+    let stats = app.json(&["stats", "--json"]);
+    assert_eq!(stats["acks_queued"], 1);
+}
+
+#[test]
+fn rules_check_reports_file_line_and_reason() {
+    let app = TestApp::new();
+    let good = app.run(&[
+        "rules",
+        "check",
+        &crate_dir().join("rules").display().to_string(),
+    ]);
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let bad = app.dir.path().join("badrules");
+    std::fs::create_dir(&bad).expect("mkdir");
+    std::fs::write(
+        bad.join("billing.toml"),
+        "id = \"billing\"\nlabel = { fr = \"Facturation\", en = \"Billing\" }\norder = 10\nfallback = true\n\n[[rule]]\nname = \"broken\"\nfields = [\"body\"]\npattern = '(unclosed'\n",
+    )
+    .expect("write");
+    let out = app.run(&["rules", "check", &bad.display().to_string()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("billing.toml:9"), "{err}");
+}
+
+#[test]
+fn classify_explains_without_writing() {
+    let app = TestApp::new();
+    let p = app.write(
+        "c.eml",
+        b"From: a@b.fr\r\nTo: support@example.test\r\nSubject: Remboursement\r\n\r\nJ'ai ete preleve apres avoir resilie, je voudrais un remboursement.\r\n",
+    );
+    let out = app.run(&["classify", &p.display().to_string(), "--explain"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("category: billing"), "{text}");
+    assert!(text.contains("rule billing/"), "{text}");
+    assert!(!app.dir.path().join("data/supportd.sqlite3").exists());
+}
+
+#[test]
+fn unknown_config_keys_are_refused_by_name() {
+    let app = TestApp::with_extra("colour = \"blue\"");
+    let out = app.run(&["stats"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("colour"));
+}
+
+#[test]
+fn two_processes_ingesting_into_one_database_both_succeed_without_duplicates() {
+    let app = TestApp::new();
+    let dir = app.dir.path().join("many");
+    std::fs::create_dir(&dir).expect("mkdir");
+    for i in 0..200 {
+        std::fs::write(
+            dir.join(format!("{i:03}.eml")),
+            format!("From: c{i}@client.example\r\nTo: support@example.test\r\nSubject: Facture {i}\r\nMessage-ID: <p{i}@client.example>\r\n\r\nBonjour, il me faut la facture numero {i}.\r\n"),
+        )
+        .expect("write");
+    }
+    let spawn = || {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&app.config)
+            .args(["ingest", &dir.display().to_string()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn")
+    };
+    let (mut a, mut b) = (spawn(), spawn());
+    assert!(a.wait().expect("a").success());
+    assert!(b.wait().expect("b").success());
+    let stats = app.json(&["stats", "--json"]);
+    assert_eq!(stats["tickets"], 200);
+    assert_eq!(stats["messages"], 200);
+    assert_eq!(stats["acks_queued"], 200);
+    assert_eq!(stats["duplicates"], 200);
+}
