@@ -275,22 +275,22 @@ pub struct Classifier {
 /// A field's text as written and as folded for matching.
 struct FieldText<'a> {
     original: Cow<'a, str>,
-    folded: String,
+    folded: fold::Folded,
 }
 
 impl<'a> FieldText<'a> {
     fn new(original: Cow<'a, str>) -> Self {
-        let folded = fold::fold(&original);
+        let folded = fold::Folded::new(&original);
         FieldText { original, folded }
     }
 
     fn folded(&self) -> &str {
-        &self.folded
+        &self.folded.text
     }
 
     /// The original text behind `folded()[range]`, on one line and cut for display.
     fn excerpt(&self, range: std::ops::Range<usize>) -> String {
-        let range = fold::original_range(&self.original, range);
+        let range = self.folded.original_range(range);
         let raw = self.original.get(range).unwrap_or_default();
         let mut out = String::new();
         for (n, word) in raw.split_whitespace().enumerate() {
@@ -395,7 +395,7 @@ impl Classifier {
             .enumerate()
             .filter(|&(_, t)| t != 0)
             .collect();
-        ranked.sort_by(|a, b| b.1.cmp(&a.1));
+        ranked.sort_by_key(|&(_, t)| std::cmp::Reverse(t));
         let by_rules = ranked
             .first()
             .filter(|&&(_, t)| t > 0)

@@ -292,7 +292,7 @@ fn classify(
     if explain {
         for m in &result.matches {
             println!(
-                "  rule {}/{} matched {} {:?} (+{})",
+                "  rule {}/{} matched {} {:?} ({:+})",
                 m.category, m.rule, m.field, m.matched, m.weight
             );
         }

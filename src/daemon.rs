@@ -53,12 +53,22 @@ pub fn run_blocking(config_path: &Path) -> anyhow::Result<ExitCode> {
 /// # Errors
 /// Start-up failed, or a task died (the caller exits non-zero so systemd restarts us).
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    // First: until a handler is installed, SIGHUP's default action ends the process, and
+    // loading rules and templates takes a moment.
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut intake_store = Store::open(&config.storage.database)
         .with_context(|| format!("opening {}", config.storage.database.display()))?;
     let pipeline = Arc::new(Pipeline::new(&config, &mut intake_store)?);
     let sender_store = Store::open(&config.storage.database)?;
     let status_store = Store::open(&config.storage.database)?;
-    let started_at = store::now();
+    let mailbox_key = config.imap.as_ref().map(|i| {
+        format!(
+            "{}/{}",
+            i.auth.username.clone().unwrap_or_default(),
+            i.mailbox
+        )
+    });
+    let started_at = start_second(&status_store, mailbox_key.as_deref()).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let wake = Arc::new(Notify::new());
@@ -94,15 +104,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         );
     }
 
-    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let notifier = SystemdNotifier::from_env();
-    let mailbox_key = config.imap.as_ref().map(|i| {
-        format!(
-            "{}/{}",
-            i.auth.username.clone().unwrap_or_default(),
-            i.mailbox
-        )
-    });
     let mut ready_sent = false;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let watchdog_every = notifier.watchdog_interval();
@@ -165,6 +167,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         tracing::warn!("tasks did not finish within {SHUTDOWN_GRACE:?}; exiting anyway");
     }
     result
+}
+
+/// The second this run counts as started in: READY is sent once the mailbox's `last_fetch_at`
+/// reaches it. That column has a resolution of one second, so when the previous run's last
+/// fetch falls in the current second (a quick restart) this waits for the next one; otherwise
+/// the old fetch would pass for ours and READY would go out before the server ever answered.
+async fn start_second(status_store: &Store, mailbox_key: Option<&str>) -> anyhow::Result<i64> {
+    let Some(key) = mailbox_key else {
+        return Ok(store::now());
+    };
+    let previous = store::mailbox_state(status_store.conn(), key)?.last_fetch_at;
+    loop {
+        let now = store::now();
+        if previous.is_none_or(|t| t < now) {
+            return Ok(now);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// sd_notify(3) without libsystemd: one datagram per state change to $NOTIFY_SOCKET.

@@ -221,33 +221,53 @@ impl Pipeline {
         let classifier = self.classifier();
         let templates = self.templates();
         let tx = store.begin()?;
+        // Fast path: the whole batch without savepoints (they cost a journal copy of every page
+        // a message touches). Should any message fail, the batch is rolled back and run again
+        // with one savepoint per message, so that only the failing one is quarantined.
         let mut outcomes = Vec::with_capacity(batch.len());
+        let mut failed = false;
         for (incoming, msg) in batch.iter().zip(parsed.iter()) {
-            tx.execute_batch("SAVEPOINT message")?;
-            let result = self.process(&tx, &classifier, &templates, incoming, msg);
-            match result {
-                Ok(outcome) => {
-                    tx.execute_batch("RELEASE message")?;
-                    outcomes.push(outcome);
-                }
-                Err(e) => {
-                    tx.execute_batch("ROLLBACK TO message; RELEASE message")?;
-                    // A busy database is no fault of the message: the whole batch is retried.
-                    let e = match e.downcast::<StoreError>() {
-                        Ok(StoreError::Busy(b)) => return Err(StoreError::Busy(b)),
-                        Ok(other) => anyhow::Error::from(other),
-                        Err(e) => e,
-                    };
-                    tracing::error!(
-                        source = %incoming.source,
-                        message_id = %msg.message_id,
-                        error.cause_chain = ?e,
-                        "message quarantined: {e:#}"
-                    );
-                    outcomes.push(quarantine(&tx, incoming, msg, &format!("{e:#}"))?);
+            match self.process(&tx, &classifier, &templates, incoming, msg) {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(_) => {
+                    failed = true;
+                    break;
                 }
             }
         }
+        let tx = if failed {
+            tx.rollback()?;
+            outcomes.clear();
+            let tx = store.begin()?;
+            for (incoming, msg) in batch.iter().zip(parsed.iter()) {
+                tx.prepare_cached("SAVEPOINT message")?.execute([])?;
+                match self.process(&tx, &classifier, &templates, incoming, msg) {
+                    Ok(outcome) => {
+                        tx.prepare_cached("RELEASE message")?.execute([])?;
+                        outcomes.push(outcome);
+                    }
+                    Err(e) => {
+                        tx.execute_batch("ROLLBACK TO message; RELEASE message")?;
+                        // A busy database is no fault of the message: the whole batch is retried.
+                        let e = match e.downcast::<StoreError>() {
+                            Ok(StoreError::Busy(b)) => return Err(StoreError::Busy(b)),
+                            Ok(other) => anyhow::Error::from(other),
+                            Err(e) => e,
+                        };
+                        tracing::error!(
+                            source = %incoming.source,
+                            message_id = %msg.message_id,
+                            error.cause_chain = ?e,
+                            "message quarantined: {e:#}"
+                        );
+                        outcomes.push(quarantine(&tx, incoming, msg, &format!("{e:#}"))?);
+                    }
+                }
+            }
+            tx
+        } else {
+            tx
+        };
         before_commit(&tx)?;
         tx.commit()?;
         for o in &outcomes {
@@ -696,8 +716,7 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Writes `out` to the outbox and records it as a message of the ticket (so a reply that
-    /// cites its Message-ID threads).
+    /// Writes `out` to the outbox, where a reply that cites its Message-ID finds the ticket.
     fn queue(
         &self,
         conn: &Connection,
@@ -724,38 +743,6 @@ impl Pipeline {
                 },
                 last_error: suppressed,
                 at: now,
-            },
-        )?;
-        if suppressed.is_some() {
-            return Ok(());
-        }
-        store::insert_message(
-            conn,
-            &store::NewMessage {
-                ticket_id: Some(ticket_id),
-                direction: "out",
-                message_id: &out.message_id,
-                raw_sha256: &parse::sha256_hex(&out.raw),
-                in_reply_to: out.in_reply_to.as_deref().unwrap_or(""),
-                refs: &out.references.join(" "),
-                from_addr: &self.support_address,
-                from_name: Some(&self.identity.name),
-                to_addrs: &out.to,
-                subject: &out.subject,
-                date: Some(now),
-                received_at: now,
-                action: kind,
-                category: None,
-                language: None,
-                automated: None,
-                new_text: "",
-                full_text: "",
-                size: out.raw.len() as i64,
-                // The outbox row holds the bytes; no need to keep them twice.
-                raw: b"",
-                source: "outbox",
-                warnings: "",
-                error: None,
             },
         )?;
         Ok(())
@@ -847,7 +834,7 @@ fn parse_all(batch: &[Incoming]) -> Vec<ParsedMessage> {
         .map_or(1, |n| n.get())
         .min(4);
     if batch.len() < PARALLEL_FROM || threads < 2 {
-        return batch.iter().map(|i| parse_one(i)).collect();
+        return batch.iter().map(parse_one).collect();
     }
     let chunk = batch.len().div_ceil(threads);
     std::thread::scope(|s| {

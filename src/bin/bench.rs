@@ -64,6 +64,7 @@ fn ingest(count: usize, batch: usize, project: &std::path::Path) -> anyhow::Resu
     let pipeline = Pipeline::new(&config, &mut store)?;
     let mail = generate(count);
     let bytes: usize = mail.iter().map(|m| m.raw.len()).sum();
+    stage_costs(&mail, &pipeline);
     let start = Instant::now();
     let mut outcomes = Vec::with_capacity(count);
     let mut pending = mail.into_iter().peekable();
@@ -93,6 +94,39 @@ fn ingest(count: usize, batch: usize, project: &std::path::Path) -> anyhow::Resu
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// CPU cost per message of the stages that do not touch the database, single-threaded, so a
+/// regression can be located without a profiler.
+fn stage_costs(mail: &[Incoming], pipeline: &Pipeline) {
+    let start = Instant::now();
+    let parsed: Vec<_> = mail
+        .iter()
+        .map(|m| supportd::parse::parse(&m.raw))
+        .collect();
+    let parse = start.elapsed();
+    let classifier = pipeline.classifier();
+    let start = Instant::now();
+    for msg in &parsed {
+        let to: Vec<String> = msg.to.iter().map(|m| m.address.clone()).collect();
+        std::hint::black_box(classifier.classify(
+            &supportd::classify::ClassifyInput {
+                subject: &msg.subject,
+                body: &msg.new_text,
+                from: msg.from_address(),
+                to: &to,
+                headers: &msg.headers,
+            },
+            "support@example.test",
+        ));
+    }
+    let classify = start.elapsed();
+    let per = |d: std::time::Duration| d.as_secs_f64() * 1e6 / mail.len() as f64;
+    println!(
+        "stages (1 thread, µs/message): parse {:.1}, classify {:.1}",
+        per(parse),
+        per(classify)
+    );
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
@@ -185,7 +219,7 @@ fn generate(count: usize) -> Vec<Incoming> {
     let mut sent: Vec<(String, String, String)> = Vec::new(); // (from, message-id, subject)
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
-        let reply = i > 10 && rng.next() % 5 == 0;
+        let reply = i > 10 && rng.next().is_multiple_of(5);
         let (from, subject, body, parent) = if reply {
             let (from, mid, subject) = rng.pick(&sent).clone();
             let body = "Merci pour votre réponse, voici les informations demandées : projet https://app.example/p/42, navigateur Firefox 132.\n\nLe 24 nov. 2026 à 10:12, Support <support@example.test> a écrit :\n> Bonjour,\n> Pourriez-vous préciser votre projet ?\n".to_string();

@@ -76,46 +76,110 @@ static LATIN: [Option<&str>; 0x100] = {
     table
 };
 
+/// `fold_special` through the table where it covers `c`.
+fn special(c: char) -> Option<&'static str> {
+    match (c as usize).checked_sub(0x80) {
+        Some(i) if i < LATIN.len() => LATIN[i],
+        _ => fold_special(c),
+    }
+}
+
 /// Appends the folded form of `c` to `out`.
 pub(crate) fn push_folded(c: char, out: &mut String) {
-    let special = match (c as usize).checked_sub(0x80) {
-        None => {
-            out.push(c.to_ascii_lowercase());
-            return;
-        }
-        Some(i) if i < LATIN.len() => LATIN[i],
-        Some(_) => fold_special(c),
-    };
-    match special {
-        Some(s) => out.push_str(s),
-        None => out.extend(c.to_lowercase()),
+    if c.is_ascii() {
+        out.push(c.to_ascii_lowercase());
+    } else if let Some(s) = special(c) {
+        out.push_str(s);
+    } else {
+        out.extend(c.to_lowercase());
     }
 }
 
-/// How many bytes `push_folded(c)` appends.
-fn folded_len(c: char) -> usize {
-    let mut buf = String::new();
-    push_folded(c, &mut buf);
-    buf.len()
+/// A text in lower case, without accents, with typographic punctuation made ASCII, and what
+/// is needed to find where a piece of it came from.
+pub(crate) struct Folded {
+    pub(crate) text: String,
+    /// One per non-ASCII character of the original, in order: between two of them, the
+    /// original and the folded text are the same ASCII bytes.
+    marks: Vec<Mark>,
 }
 
-/// `text` in lower case, without accents, with typographic punctuation made ASCII.
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    folded: usize,
+    folded_len: usize,
+    original: usize,
+    original_len: usize,
+}
+
+impl Folded {
+    pub(crate) fn new(original: &str) -> Folded {
+        let mut text = String::with_capacity(original.len());
+        let mut marks = Vec::new();
+        let mut at = 0;
+        let mut rest = original;
+        // ASCII runs are copied a slice at a time: most of a message is ASCII, even in French.
+        while let Some(i) = first_non_ascii(rest.as_bytes()) {
+            let (ascii, tail) = rest.split_at(i);
+            text.push_str(ascii);
+            at += i;
+            let mut chars = tail.chars();
+            let Some(c) = chars.next() else { break };
+            let folded = text.len();
+            push_folded(c, &mut text);
+            marks.push(Mark {
+                folded,
+                folded_len: text.len() - folded,
+                original: at,
+                original_len: c.len_utf8(),
+            });
+            at += c.len_utf8();
+            rest = chars.as_str();
+        }
+        text.push_str(rest);
+        text.make_ascii_lowercase();
+        Folded { text, marks }
+    }
+
+    /// The byte range of the original that produced `text[folded]`, widened to whole
+    /// characters.
+    pub(crate) fn original_range(&self, folded: Range<usize>) -> Range<usize> {
+        self.original_offset(folded.start, false)..self.original_offset(folded.end, true)
+    }
+
+    fn original_offset(&self, pos: usize, is_end: bool) -> usize {
+        let i = self.marks.partition_point(|m| m.folded <= pos);
+        let Some(m) = i.checked_sub(1).and_then(|i| self.marks.get(i)) else {
+            return pos;
+        };
+        if pos >= m.folded + m.folded_len {
+            m.original + m.original_len + (pos - m.folded - m.folded_len)
+        } else if is_end && pos > m.folded {
+            m.original + m.original_len
+        } else {
+            m.original
+        }
+    }
+}
+
+/// Where the first non-ASCII byte is, eight bytes at a time.
+fn first_non_ascii(bytes: &[u8]) -> Option<usize> {
+    let mut checked = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let ascii = <[u8; 8]>::try_from(chunk)
+            .is_ok_and(|w| u64::from_le_bytes(w) & 0x8080_8080_8080_8080 == 0);
+        if !ascii {
+            break;
+        }
+        checked += 8;
+    }
+    let tail = bytes.get(checked..)?;
+    tail.iter().position(|b| !b.is_ascii()).map(|i| checked + i)
+}
+
+/// `text` folded; see [`Folded`].
 pub(crate) fn fold(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    // ASCII runs are copied a slice at a time: most of a message is ASCII, even in French.
-    while let Some(i) = rest.bytes().position(|b| !b.is_ascii()) {
-        let (ascii, tail) = rest.split_at(i);
-        out.push_str(ascii);
-        let mut chars = tail.chars();
-        if let Some(c) = chars.next() {
-            push_folded(c, &mut out);
-        }
-        rest = chars.as_str();
-    }
-    out.push_str(rest);
-    out.make_ascii_lowercase();
-    out
+    Folded::new(text).text
 }
 
 /// `pattern` rewritten to run on folded text: literal characters folded like the text, the
@@ -240,27 +304,6 @@ pub(crate) fn fold_pattern(pattern: &str) -> String {
     out
 }
 
-/// The byte range of `original` that produced `fold(original)[range]`, widened to whole
-/// characters.
-pub(crate) fn original_range(original: &str, folded: Range<usize>) -> Range<usize> {
-    if original.is_ascii() {
-        return folded.start.min(original.len())..folded.end.min(original.len());
-    }
-    let mut pos = 0;
-    let mut start = None;
-    for (i, c) in original.char_indices() {
-        let len = folded_len(c);
-        if start.is_none() && len > 0 && pos + len > folded.start {
-            start = Some(i);
-        }
-        if len > 0 && pos >= folded.end {
-            return start.unwrap_or(i)..i;
-        }
-        pos += len;
-    }
-    start.unwrap_or(original.len())..original.len()
-}
-
 /// The form under which category ids, labels and aliases are compared with explicit hints:
 /// "Demande de fonctionnalité", "demande-de-fonctionnalite" and "DEMANDE_DE_FONCTIONNALITE"
 /// are the same name, since a plus-address tag cannot hold spaces or accents.
@@ -298,18 +341,29 @@ mod tests {
 
     #[test]
     fn maps_folded_ranges_back() {
-        let original = "Le cœur: facturé deux fois";
-        let folded = fold(original);
-        let start = folded.find("facture").unwrap_or(0);
-        let range = original_range(original, start..start + "facture".len());
-        assert_eq!(&original[range], "facturé");
-        let start = folded.find("oe").unwrap_or(0);
-        assert_eq!(
-            &original[original_range(original, start + 1..start + 2)],
-            "œ"
-        );
-        let nfd = "e\u{301}te\u{301}";
-        assert_eq!(&nfd[original_range(nfd, 0..3)], nfd);
+        let original = "Le cœur: facturé deux fois, très cher";
+        let folded = Folded::new(original);
+        let back = |range: Range<usize>| &original[folded.original_range(range)];
+        let start = folded.text.find("facture").unwrap_or(0);
+        assert_eq!(back(start..start + "facture".len()), "facturé");
+        assert_eq!(back(start..start + "factur".len()), "factur");
+        let start = folded.text.find("deux").unwrap_or(0);
+        assert_eq!(back(start..start + 4), "deux");
+        let start = folded.text.find("oe").unwrap_or(0);
+        assert_eq!(back(start + 1..start + 2), "œ");
+        assert_eq!(back(start..start + 1), "œ");
+        assert_eq!(back(0..2), "Le");
+        let end = folded.text.len();
+        assert_eq!(back(end - 9..end), "très cher");
+
+        let nfd = "e\u{301}te\u{301}x";
+        let folded = Folded::new(nfd);
+        assert_eq!(folded.text, "etex");
+        assert_eq!(&nfd[folded.original_range(0..3)], "e\u{301}te\u{301}");
+        assert_eq!(&nfd[folded.original_range(1..4)], "te\u{301}x");
+        assert_eq!(first_non_ascii(b"0123456789abcdef\xc3"), Some(16));
+        assert_eq!(first_non_ascii(b"01\xc3"), Some(2));
+        assert_eq!(first_non_ascii(b"0123456789"), None);
     }
 
     #[test]

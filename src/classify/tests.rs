@@ -160,6 +160,37 @@ const CORPUS: &[(&str, &str, &str)] = &[
         "Compte rendu",
         "Voici le compte rendu de notre appel : le widget ne se charge pas sur les pages produits.",
     ),
+    (
+        "technical",
+        "Urgent",
+        "Nos clients ne peuvent plus nous écrire via le chat depuis ce matin !!",
+    ),
+    (
+        "technical",
+        "Help",
+        "Hi, the chat widget shows the wrong colours on Safari, the button is grey instead of blue.\n\nSent from my iPhone",
+    ),
+    (
+        "billing",
+        "Compte",
+        "Bonjour, pouvez-vous me dire combien de conversations sont comptées dans mon forfait ?",
+    ),
+    (
+        "billing",
+        "Question",
+        "Bonjour,\nJe voudrais savoir si vous proposez une réduction pour les associations.\nCordialement,\nMarie Dupont\nhttps://www.asso-exemple.fr",
+    ),
+    (
+        "billing",
+        "Question about my account",
+        "Hi, I'd like to know how many conversations are included in my account each month and what happens if we go over.",
+    ),
+    ("technical", "Help!!", "nothing works since this morning"),
+    (
+        "technical",
+        "Visiteurs",
+        "Est-il possible de bloquer un visiteur qui nous envoie des insultes ?",
+    ),
     // Account
     (
         "account",
@@ -200,6 +231,11 @@ const CORPUS: &[(&str, &str, &str)] = &[
         "account",
         "Can't sign in",
         "Hello, since this morning I can't sign in, it says my credentials are invalid.",
+    ),
+    (
+        "account",
+        "Accès",
+        "Mon collègue a quitté l'entreprise, comment lui retirer l'accès au tableau de bord ?",
     ),
     // Feature requests
     (
@@ -302,6 +338,26 @@ const CORPUS: &[(&str, &str, &str)] = &[
         "Candidature",
         "Bonjour, je vous adresse ma candidature spontanée pour un poste de développeur, CV en pièce jointe.",
     ),
+    (
+        "feature",
+        "Integration Zapier",
+        "Do you have a Zapier integration? We'd like to push new leads to our CRM.",
+    ),
+    (
+        "feature",
+        "Traduction",
+        "Le widget pourrait-il être disponible en allemand ? Nous avons des clients en Allemagne.",
+    ),
+    (
+        "feature",
+        "Webhook",
+        "Pouvez-vous ajouter un webhook quand une conversation est fermée ?",
+    ),
+    (
+        "feature",
+        "Notification sound",
+        "Could you add an option to change the notification sound?",
+    ),
     // Other
     (
         "other",
@@ -324,7 +380,31 @@ const CORPUS: &[(&str, &str, &str)] = &[
         "I'm a journalist writing about chatbots in e-commerce, could I interview someone from your team?",
     ),
     ("other", "Hello", ""),
+    (
+        "other",
+        "Re: merci",
+        "Merci pour votre réponse rapide, ça fonctionne maintenant !\n\nEnvoyé de mon iPhone",
+    ),
+    (
+        "other",
+        "Thanks",
+        "Thanks, all good now.\n\nSent from my iPhone",
+    ),
+    (
+        "other",
+        "GDPR",
+        "Where is the chat data stored? We need to know for our GDPR compliance.",
+    ),
 ];
+
+#[test]
+fn classifier_can_be_shared_and_swapped() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<Classifier>();
+    // What anyhow needs to carry it.
+    fn error<T: std::error::Error + Send + Sync + 'static>() {}
+    error::<RulesError>();
+}
 
 #[test]
 fn default_rules_are_valid() {
@@ -366,6 +446,60 @@ fn corpus_lands_in_the_expected_categories() {
         }
     }
     assert!(CORPUS.len() >= 25);
+    assert!(wrong.is_empty(), "misclassified:\n{wrong}");
+}
+
+/// The new requests of `fixtures/mail` (real MIME, as parsed by the pipeline) land where
+/// `expected.toml` says.
+#[test]
+fn fixture_mail_lands_in_the_expected_categories() {
+    #[derive(serde::Deserialize)]
+    struct Expected {
+        kind: String,
+        category: Option<String>,
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/mail");
+    let text = std::fs::read_to_string(dir.join("expected.toml"))
+        .unwrap_or_else(|e| panic!("fixtures/mail/expected.toml: {e}"));
+    let expected: std::collections::BTreeMap<String, toml::Value> =
+        toml::from_str(&text).unwrap_or_else(|e| panic!("expected.toml: {e}"));
+    let mut checked = 0;
+    let mut wrong = String::new();
+    for (name, value) in expected {
+        let Ok(Expected {
+            kind,
+            category: Some(category),
+        }) = value.try_into::<Expected>()
+        else {
+            continue;
+        };
+        if kind != "new" {
+            continue;
+        }
+        let raw = std::fs::read(dir.join(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let msg = crate::parse::parse(&raw);
+        let to: Vec<String> = msg
+            .to
+            .iter()
+            .chain(msg.cc.iter())
+            .map(|m| m.address.to_lowercase())
+            .collect();
+        let c = default_rules().classify(
+            &ClassifyInput {
+                subject: &msg.subject,
+                body: &msg.new_text,
+                from: msg.from_address(),
+                to: &to,
+                headers: &msg.headers,
+            },
+            "support@example.test",
+        );
+        checked += 1;
+        if c.category != category {
+            wrong.push_str(&format!("{name}: expected {category}\n{}", explain(&c)));
+        }
+    }
+    assert!(checked >= 25, "only {checked} fixtures checked");
     assert!(wrong.is_empty(), "misclassified:\n{wrong}");
 }
 
@@ -1006,37 +1140,31 @@ fn accents_in_patterns_are_optional() {
 }
 
 /// `cargo test --release --lib classify::tests::speed -- --ignored --nocapture`
+///
+/// Wall time, so run it on an idle machine.
 #[test]
 #[ignore]
 fn speed() {
     let rules = default_rules();
-    let mut body = String::new();
-    while body.len() < 2000 {
-        body.push_str(
-            "Bonjour, depuis la mise à jour d’hier le widget ne s’affiche plus sur notre boutique \
-             Shopify. Nous avons vérifié le code d’installation, il est bien placé avant la balise. \
-             Pouvez-vous regarder ? Cordialement, l’équipe. ",
-        );
-    }
+    let paragraph = "Bonjour, depuis la mise à jour d’hier le widget ne s’affiche plus sur notre \
+                     boutique Shopify. Nous avons vérifié le code d’installation, il est bien placé \
+                     avant la balise. Pouvez-vous regarder ? Cordialement, l’équipe. ";
+    let long = paragraph.repeat(2000 / paragraph.len() + 1);
+    let emoji = format!("{long} 🙂 10 €");
     let to = vec![SUPPORT.to_string()];
     let headers = vec![("subject".to_string(), "Widget invisible".to_string())];
-    let input = ClassifyInput {
-        subject: "Le widget ne s'affiche plus",
-        body: &body,
-        from: "client@example.org",
-        to: &to,
-        headers: &headers,
-    };
-    for (label, input) in [
-        ("2 KB French", input),
-        (
-            "2 KB with emoji",
-            ClassifyInput {
-                body: &format!("{body} 🙂 10 €"),
-                ..input
-            },
-        ),
+    for (label, body) in [
+        ("400 B French", paragraph.repeat(2).as_str()),
+        ("2 KB French", long.as_str()),
+        ("2 KB with emoji", emoji.as_str()),
     ] {
+        let input = ClassifyInput {
+            subject: "Le widget ne s'affiche plus",
+            body,
+            from: "client@example.org",
+            to: &to,
+            headers: &headers,
+        };
         let n = 20_000;
         let start = std::time::Instant::now();
         let mut total = 0;
@@ -1044,107 +1172,9 @@ fn speed() {
             total += rules.classify(&input, SUPPORT).matches.len();
         }
         let per = start.elapsed() / n;
-        println!("{label}: {per:?} per message ({total} matches)");
-    }
-}
-
-#[test]
-#[ignore]
-fn tmp_dump() {
-    for (expected, subject, body) in CORPUS {
-        let c = classify(subject, body);
         println!(
-            "[{expected}] {subject} | tips {:?}\n{}",
-            c.tips.iter().map(|t| &t.name).collect::<Vec<_>>(),
-            explain(&c)
+            "{label} ({} bytes): {per:?} per message ({total} matches)",
+            body.len()
         );
     }
-}
-
-#[test]
-#[ignore]
-fn tmp_profile() {
-    fn cpu() -> std::time::Duration {
-        let s = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        let rest = &s[s.rfind(')').unwrap() + 2..];
-        let f: Vec<&str> = rest.split(' ').collect();
-        let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-        std::time::Duration::from_millis(ticks * 10)
-    }
-    let rules = default_rules();
-    let mut body = String::new();
-    while body.len() < 2000 {
-        body.push_str(
-            "Bonjour, depuis la mise à jour d’hier le widget ne s’affiche plus sur notre boutique \
-             Shopify. Nous avons vérifié le code d’installation, il est bien placé avant la balise. \
-             Pouvez-vous regarder ? Cordialement, l’équipe. ",
-        );
-    }
-    for emoji in [false, true] {
-        let b = if emoji {
-            format!("{body} 🙂")
-        } else {
-            body.clone()
-        };
-        let folded = fold::fold(&b);
-        let time = |f: &dyn Fn() -> usize| {
-            f();
-            let n = 20000;
-            let s = cpu();
-            for _ in 0..n {
-                std::hint::black_box(f());
-            }
-            (cpu() - s) / n
-        };
-        println!("emoji={emoji}");
-        println!("  fold {:?}", time(&|| fold::fold(&b).len()));
-        for scan in &rules.fields {
-            if let Some(set) = &scan.set {
-                println!(
-                    "  set {:?} ({} rules): {:?}",
-                    scan.field,
-                    scan.rules.len(),
-                    time(&|| set.matches(&folded).iter().count())
-                );
-            }
-        }
-        let mut total = std::time::Duration::ZERO;
-        for r in &rules.rules {
-            let t = time(&|| r.regex.find(&folded).map_or(0, |m| m.end()));
-            total += t;
-            if t > std::time::Duration::from_micros(2) {
-                println!("  rule {}/{}: {:?}", r.category, r.name, t);
-            }
-        }
-        println!("  all rules find total {total:?}");
-        for (c, tips) in rules.tips.iter().enumerate() {
-            for tip in tips {
-                let t = time(&|| tip.regex.is_match(&folded) as usize);
-                println!("  tip {c}/{}: {:?}", tip.name, t);
-            }
-        }
-    }
-}
-
-#[test]
-#[ignore]
-fn tmp_export() {
-    let rules = default_rules();
-    let pats: Vec<&str> = rules.rules.iter().map(|r| r.regex.as_str()).collect();
-    std::fs::write(
-        "/tmp/tomlspan/patterns.json",
-        serde_json::to_string(&pats).unwrap(),
-    )
-    .unwrap();
-    let tips: Vec<&str> = rules
-        .tips
-        .iter()
-        .flatten()
-        .map(|t| t.regex.as_str())
-        .collect();
-    std::fs::write(
-        "/tmp/tomlspan/tips.json",
-        serde_json::to_string(&tips).unwrap(),
-    )
-    .unwrap();
 }

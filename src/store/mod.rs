@@ -83,6 +83,10 @@ impl Store {
         // it is committed" relies on. Batching keeps the fsync cost per message small.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Raw mail makes the file grow fast; with SQLite's default 2 MB page cache every
+        // dedupe and threading lookup went to the OS for its index pages.
+        conn.pragma_update(None, "cache_size", -32768)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Re-read under the write lock: another process may have migrated meanwhile.
@@ -148,29 +152,47 @@ pub struct Existing {
 
 /// Finds a stored inbound message with the same Message-ID or the same raw bytes.
 pub fn find_duplicate(conn: &Connection, message_id: &str, sha: &str) -> Result<Option<Existing>> {
-    Ok(conn
-        .query_row(
+    // Two indexed lookups: cheaper than one OR query, which SQLite plans as a multi-index OR.
+    let row = |r: &rusqlite::Row<'_>| {
+        Ok(Existing {
+            id: r.get(0)?,
+            ticket_ref: r.get(1)?,
+            category: r.get(2)?,
+        })
+    };
+    let by_id = conn
+        .prepare_cached(
             "SELECT m.id, t.ref, m.category FROM messages m LEFT JOIN tickets t ON t.id = m.ticket_id
-             WHERE m.direction = 'in' AND (m.message_id = ?1 OR m.raw_sha256 = ?2) LIMIT 1",
-            params![message_id, sha],
-            |r| {
-                Ok(Existing {
-                    id: r.get(0)?,
-                    ticket_ref: r.get(1)?,
-                    category: r.get(2)?,
-                })
-            },
-        )
+             WHERE m.message_id = ?1 AND m.direction = 'in'",
+        )?
+        .query_row(params![message_id], row)
+        .optional()?;
+    if by_id.is_some() {
+        return Ok(by_id);
+    }
+    Ok(conn
+        .prepare_cached(
+            "SELECT m.id, t.ref, m.category FROM messages m LEFT JOIN tickets t ON t.id = m.ticket_id
+             WHERE m.raw_sha256 = ?1 AND m.direction = 'in' LIMIT 1",
+        )?
+        .query_row(params![sha], row)
         .optional()?)
 }
 
 /// The ticket of the first of `ids` that names a stored message (ours or theirs) on a ticket.
 pub fn ticket_by_message_ids(conn: &Connection, ids: &[String]) -> Result<Option<(i64, String)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT ticket_id FROM messages WHERE message_id = ?1 AND ticket_id IS NOT NULL",
+    let mut theirs = conn.prepare_cached(
+        "SELECT ticket_id FROM messages WHERE message_id = ?1 AND ticket_id IS NOT NULL LIMIT 1",
+    )?;
+    let mut ours = conn.prepare_cached(
+        "SELECT ticket_id FROM outbox WHERE message_id = ?1 AND ticket_id IS NOT NULL",
     )?;
     for id in ids {
-        if let Some(t) = stmt.query_row(params![id], |r| r.get(0)).optional()? {
+        let found = match ours.query_row(params![id], |r| r.get(0)).optional()? {
+            Some(t) => Some(t),
+            None => theirs.query_row(params![id], |r| r.get(0)).optional()?,
+        };
+        if let Some(t) = found {
             return Ok(Some((t, id.clone())));
         }
     }
@@ -244,11 +266,10 @@ fn ticket_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Ticket> {
 
 pub fn ticket(conn: &Connection, id: i64) -> Result<Option<Ticket>> {
     Ok(conn
-        .query_row(
-            &format!("SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id = ?1"),
-            params![id],
-            ticket_from_row,
-        )
+        .prepare_cached(&format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets t WHERE t.id = ?1"
+        ))?
+        .query_row(params![id], ticket_from_row)
         .optional()?)
 }
 
@@ -356,11 +377,11 @@ pub fn set_ticket_status(conn: &Connection, ticket_id: i64, status: &str) -> Res
 
 /// Adds `flag` to the ticket's flags once.
 pub fn flag_ticket(conn: &Connection, ticket_id: i64, flag: &str) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE tickets SET flags = TRIM(flags || ' ' || ?2)
          WHERE id = ?1 AND (' ' || flags || ' ') NOT LIKE ('% ' || ?2 || ' %')",
-        params![ticket_id, flag],
-    )?;
+    )?
+    .execute(params![ticket_id, flag])?;
     Ok(())
 }
 
@@ -442,10 +463,17 @@ pub struct MessageView {
 }
 
 pub fn ticket_messages(conn: &Connection, ticket_id: i64) -> Result<Vec<MessageView>> {
+    // What we sent comes from the outbox, interleaved by time with what we received.
     let mut stmt = conn.prepare(
-        "SELECT message_id, direction, from_addr, subject, COALESCE(date, received_at), action,
-                automated, new_text
-         FROM messages WHERE ticket_id = ?1 ORDER BY id",
+        "SELECT message_id, direction, from_addr, subject, at, action, automated, text FROM (
+             SELECT message_id, direction, from_addr, subject, COALESCE(date, received_at) AS at,
+                    action, automated, new_text AS text, received_at AS sort_at, 0 AS side, id
+             FROM messages WHERE ticket_id = ?1
+             UNION ALL
+             SELECT message_id, 'out', '', subject, COALESCE(sent_at, created_at), kind || ' to ' || to_addr || ' (' || status || ')',
+                    NULL, '', created_at, 1, id
+             FROM outbox WHERE ticket_id = ?1)
+         ORDER BY sort_at, side, id",
     )?;
     let rows = stmt.query_map(params![ticket_id], |r| {
         let id: String = r.get(0)?;

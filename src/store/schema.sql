@@ -53,8 +53,8 @@ CREATE TABLE messages (
     warnings    TEXT NOT NULL DEFAULT '',         -- newline-separated parse warnings
     error       TEXT                              -- why it was quarantined
 );
--- Our own mail may come back to us (a forwarding loop): stored again as inbound, so the
--- id is unique per direction.
+-- Inbound mail; what we send lives in the outbox. Our own mail coming back (a forwarding loop)
+-- is stored here as inbound, so the id is unique per direction.
 CREATE UNIQUE INDEX messages_id ON messages (message_id, direction);
 CREATE INDEX messages_sha ON messages (raw_sha256);
 CREATE INDEX messages_ticket ON messages (ticket_id);
@@ -77,6 +77,8 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
 CREATE INDEX outbox_to ON outbox (to_addr, kind, created_at);
+-- Replies cite our Message-IDs: they are looked up here.
+CREATE UNIQUE INDEX outbox_message_id ON outbox (message_id);
 
 CREATE TABLE events (
     id         INTEGER PRIMARY KEY,
