@@ -3,7 +3,11 @@
 //! - `ingest`: generated realistic mail (mixed categories and languages, 20 % replies, some
 //!   HTML, some attachments) through the full pipeline into a fresh database with durable
 //!   commits; prints messages per second and peak memory.
-//! - `drain` and `latency`: against the real local mail stack (see `scripts/bench`).
+//! - `drain`: a backlog delivered to a real Dovecot, drained into tickets by the IMAP intake,
+//!   against a bare `UID FETCH 1:* BODY.PEEK[]` of the same mailbox as the floor.
+//! - `latency`: the daemon running against the real Dovecot + Postfix; customers write one by
+//!   one; time from Postfix accepting a mail to the acknowledgement stored in the customer's
+//!   Maildir. The mail stack comes from `scripts/mailstack` (its `MAILSTACK_*` variables).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -33,6 +37,20 @@ enum Bench {
         #[arg(long, default_value = ".")]
         project: PathBuf,
     },
+    /// Drain a backlog from the real Dovecot into tickets.
+    Drain {
+        #[arg(long, default_value_t = 5000)]
+        messages: usize,
+        #[arg(long, default_value = ".")]
+        project: PathBuf,
+    },
+    /// Latency from Postfix accepting a customer's mail to the acknowledgement in their mailbox.
+    Latency {
+        #[arg(long, default_value_t = 200)]
+        messages: usize,
+        #[arg(long, default_value = ".")]
+        project: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,7 +60,249 @@ fn main() -> anyhow::Result<()> {
             batch,
             project,
         } => ingest(messages, batch, &project),
+        Bench::Drain { messages, project } => runtime()?.block_on(drain(messages, &project)),
+        Bench::Latency { messages, project } => runtime()?.block_on(latency(messages, &project)),
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// The local mail stack's settings, from the environment `scripts/mailstack env` sets.
+struct Stack {
+    dir: PathBuf,
+    imap_port: u16,
+    smtp_port: u16,
+    password: String,
+    ca_file: PathBuf,
+}
+
+impl Stack {
+    fn from_env() -> anyhow::Result<Stack> {
+        let var = |k: &str| std::env::var(k).with_context(|| format!("{k} is not set: run through scripts/bench"));
+        Ok(Stack {
+            dir: var("MAILSTACK_DIR")?.into(),
+            imap_port: var("MAILSTACK_IMAP_PORT")?.parse()?,
+            smtp_port: var("MAILSTACK_SMTP_PORT")?.parse()?,
+            password: var("MAILSTACK_PASSWORD")?,
+            ca_file: var("MAILSTACK_CA_FILE")?.into(),
+        })
+    }
+
+    /// A daemon configuration for a fresh support address, database in `dir`.
+    fn config(&self, support: &str, dir: &std::path::Path, project: &std::path::Path) -> anyhow::Result<Config> {
+        let text = format!(
+            "[support]\naddress = \"{support}\"\nteam_address = \"team-{support}\"\n\
+             [storage]\ndatabase = \"{db}\"\n[rules]\ndir = \"{rules}\"\n[templates]\ndir = \"{templates}\"\n\
+             [guard]\nmax_acks_per_hour = 100000\nmax_acks_per_day = 100000\n\
+             [imap]\nhost = \"127.0.0.1\"\nport = {imap}\ntls = \"starttls\"\nca_file = \"{ca}\"\n\
+             username = \"{support}\"\npassword = \"{pw}\"\nbatch_size = 500\n\
+             [smtp]\nhost = \"127.0.0.1\"\nport = {smtp}\ntls = \"none\"\n",
+            db = dir.join("bench.sqlite3").display(),
+            rules = project.join("rules").display(),
+            templates = project.join("templates").display(),
+            imap = self.imap_port,
+            ca = self.ca_file.display(),
+            pw = self.password,
+            smtp = self.smtp_port,
+        );
+        Config::from_toml(&text, dir).map_err(anyhow::Error::msg)
+    }
+
+    fn maildir_new(&self, address: &str) -> PathBuf {
+        let (user, domain) = address.split_once('@').unwrap_or((address, ""));
+        self.dir.join("mail").join(domain).join(user).join("Maildir/new")
+    }
+
+    async fn smtp(&self) -> anyhow::Result<lettre::transport::smtp::client::AsyncSmtpConnection> {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.smtp_port)).await?;
+        // lettre writes the message and its final dot separately: without NODELAY each mail
+        // waits for a delayed ACK.
+        tcp.set_nodelay(true)?;
+        Ok(lettre::transport::smtp::client::AsyncSmtpConnection::connect_with_transport(
+            Box::new(tcp),
+            &lettre::transport::smtp::extension::ClientId::default(),
+        )
+        .await?)
+    }
+}
+
+async fn send(
+    conn: &mut lettre::transport::smtp::client::AsyncSmtpConnection,
+    from: &str,
+    to: &str,
+    raw: &[u8],
+) -> anyhow::Result<()> {
+    let envelope = lettre::address::Envelope::new(Some(from.parse()?), vec![to.parse()?])?;
+    conn.send(&envelope, raw).await?;
+    Ok(())
+}
+
+fn stamp() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+async fn drain(count: usize, project: &std::path::Path) -> anyhow::Result<()> {
+    let stack = Stack::from_env()?;
+    let project = project.canonicalize()?;
+    let dir = tempfile_dir()?;
+    let support = format!("drain-{}@example.test", stamp());
+    let config = stack.config(&support, &dir, &project)?;
+    let imap = config.imap.clone().context("[imap]")?;
+
+    // The backlog, through Postfix on four connections.
+    let mail = generate(count);
+    let t = Instant::now();
+    let chunks: Vec<Vec<Incoming>> = mail.chunks(count.div_ceil(4)).map(|c| c.to_vec()).collect();
+    let mut senders = Vec::new();
+    for chunk in chunks {
+        let mut conn = stack.smtp().await?;
+        let support = support.clone();
+        senders.push(tokio::spawn(async move {
+            for m in &chunk {
+                send(&mut conn, "bench@example.org", &support, &m.raw).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for s in senders {
+        s.await??;
+    }
+    let maildir = stack.maildir_new(&support);
+    loop {
+        let n = std::fs::read_dir(&maildir).map(|d| d.count()).unwrap_or(0);
+        if n >= count {
+            break;
+        }
+        if t.elapsed().as_secs() > 120 {
+            anyhow::bail!("only {n} of {count} messages were delivered to {support}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    println!("drain: {count} messages delivered through Postfix in {:.1} s", t.elapsed().as_secs_f64());
+
+    // Floor: one bare fetch of everything, as a plain IMAP client would do it.
+    let mut session = supportd::mailbox::imap::connect(&imap).await?;
+    session.select("INBOX").await?;
+    let t = Instant::now();
+    let fetched: Vec<_> = {
+        use futures::TryStreamExt;
+        session.uid_fetch("1:*", "BODY.PEEK[]").await?.try_collect().await?
+    };
+    let floor = t.elapsed();
+    let bytes: usize = fetched.iter().filter_map(|f| f.body()).map(<[u8]>::len).sum();
+    drop(fetched);
+    session.logout().await?;
+
+    // The intake: fetch in batches, parse, guard, thread, classify, store, queue, mark $Ticketed.
+    let mut store = Store::open(&config.storage.database)?;
+    let pipeline = std::sync::Arc::new(Pipeline::new(&config, &mut store)?);
+    let mut intake = supportd::mailbox::imap::Intake::new(
+        imap,
+        pipeline,
+        std::sync::Arc::new(std::sync::Mutex::new(store)),
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+    );
+    let t = Instant::now();
+    let mut done = 0;
+    while done < count {
+        let n = intake.poll_once().await?;
+        if n == 0 {
+            anyhow::bail!("the intake stopped at {done} of {count}");
+        }
+        done += n;
+    }
+    let drained = t.elapsed();
+    let check = Store::open(&config.storage.database)?;
+    let stats = supportd::store::stats(check.conn())?;
+    let rate = |d: std::time::Duration| count as f64 / d.as_secs_f64();
+    println!(
+        "drain: bare UID FETCH 1:* BODY.PEEK[] of {count} messages ({:.1} MB): {:.3} s = {:.0} messages/s",
+        bytes as f64 / 1e6,
+        floor.as_secs_f64(),
+        rate(floor)
+    );
+    println!(
+        "drain: intake into tickets (batches of 500, $Ticketed after commit): {:.3} s = {:.0} messages/s ({:.1}x the bare fetch); {} tickets, {} messages",
+        drained.as_secs_f64(),
+        rate(drained),
+        drained.as_secs_f64() / floor.as_secs_f64(),
+        stats.tickets,
+        stats.messages
+    );
+    println!("peak memory (VmHWM): {}", peak_memory().unwrap_or_else(|| "unknown".into()));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+async fn latency(count: usize, project: &std::path::Path) -> anyhow::Result<()> {
+    let stack = Stack::from_env()?;
+    let project = project.canonicalize()?;
+    let dir = tempfile_dir()?;
+    let run = stamp();
+    let support = format!("latency-{run}@example.test");
+    let config = stack.config(&support, &dir, &project)?;
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let daemon = supportd::daemon::run(config, async move {
+        let _ = stop_rx.changed().await;
+    });
+    let measure = async {
+        let result = measure_latency(&stack, &support, run, count).await;
+        let _ = stop_tx.send(true);
+        result
+    };
+    let (daemon, samples) = tokio::join!(daemon, measure);
+    daemon?;
+    let mut samples = samples?;
+    samples.sort();
+    let pct = |p: f64| samples[((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1];
+    println!(
+        "latency over {count} mails sent one by one (Postfix accepted -> acknowledgement in the customer's Maildir): p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.90).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        samples.last().map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+async fn measure_latency(
+    stack: &Stack,
+    support: &str,
+    run: u128,
+    count: usize,
+) -> anyhow::Result<Vec<std::time::Duration>> {
+    // Let the daemon connect and enter IDLE.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let mut conn = stack.smtp().await?;
+    let mut samples = Vec::with_capacity(count);
+    for i in 0..count {
+        let customer = format!("c{i}-{run}@latency.example");
+        let raw = format!(
+            "From: {customer}\r\nTo: {support}\r\nSubject: Le widget ne s'affiche pas ({i})\r\n\
+             Message-ID: <lat{i}.{run}@latency.example>\r\nDate: Tue, 24 Nov 2026 10:00:00 +0100\r\n\r\n\
+             Bonjour, le widget ne s'affiche plus sur https://site-{i}.example depuis ce matin.\r\n"
+        );
+        let maildir = stack.maildir_new(&customer);
+        send(&mut conn, &customer, &support, raw.as_bytes()).await?;
+        let accepted = Instant::now();
+        loop {
+            if std::fs::read_dir(&maildir).map(|d| d.count()).unwrap_or(0) > 0 {
+                samples.push(accepted.elapsed());
+                break;
+            }
+            if accepted.elapsed().as_secs() > 30 {
+                anyhow::bail!("no acknowledgement for message {i} within 30 s");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+    Ok(samples)
 }
 
 fn ingest(count: usize, batch: usize, project: &std::path::Path) -> anyhow::Result<()> {
