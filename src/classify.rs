@@ -331,6 +331,24 @@ impl Classifier {
         &self.categories[self.fallback]
     }
 
+    /// Classifies a parsed message by its subject, new text, sender, recipients and headers.
+    pub fn classify_message(
+        &self,
+        msg: &crate::parse::ParsedMessage,
+        support_address: &str,
+    ) -> Classification {
+        self.classify(
+            &ClassifyInput {
+                subject: &msg.subject,
+                body: &msg.new_text,
+                from: msg.from_address(),
+                to: &msg.recipients(),
+                headers: &msg.headers,
+            },
+            support_address,
+        )
+    }
+
     /// Picks the category of a new request. `support_address` is the plain support address
     /// (`support@example.com`), against which plus-address hints are recognised.
     pub fn classify(&self, input: &ClassifyInput<'_>, support_address: &str) -> Classification {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::classify::{Classifier, ClassifyInput};
+use crate::classify::Classifier;
 use crate::config::Config;
 use crate::mailbox::files::{self, InputError};
 use crate::pipeline::{AckDecision, Action, Pipeline};
@@ -265,22 +265,7 @@ fn classify(
         .with_context(|| format!("loading rules from {}", config.rules.dir.display()))?;
     let raw = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let msg = crate::parse::parse(&raw);
-    let to: Vec<String> = msg
-        .to
-        .iter()
-        .chain(msg.cc.iter())
-        .map(|m| m.address.clone())
-        .collect();
-    let result = classifier.classify(
-        &ClassifyInput {
-            subject: &msg.subject,
-            body: &msg.new_text,
-            from: msg.from_address(),
-            to: &to,
-            headers: &msg.headers,
-        },
-        &config.support.address,
-    );
+    let result = classifier.classify_message(&msg, &config.support.address);
     if json {
         print_json(&result)?;
         return Ok(ExitCode::SUCCESS);

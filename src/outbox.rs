@@ -11,7 +11,7 @@
 //! time, not one per queued row.
 //!
 //! One connection is kept open and reused (Postfix and providers rate-limit connection churn),
-//! checked with NOOP after an idle spell and closed after a minute without use. It is opened
+//! checked with NOOP before each message and closed after a minute without use. It is opened
 //! here rather than by lettre's pool so that it can have `TCP_NODELAY` (see [`Server::connect`]).
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -66,8 +66,6 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// One whole transaction gets this plus one second per [`BYTES_PER_SECOND`] of message.
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(120);
 const BYTES_PER_SECOND: u64 = 256 * 1024;
-/// A connection idle longer than this is checked with NOOP before it carries a message.
-const CHECK_AFTER_IDLE: Duration = Duration::from_secs(2);
 /// A connection idle longer than this is closed (QUIT) instead of kept open.
 const CLOSE_AFTER_IDLE: Duration = Duration::from_secs(60);
 
@@ -318,14 +316,14 @@ impl Sender {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some((mut conn, last_used)) = kept {
-            if last_used.elapsed() < CHECK_AFTER_IDLE {
-                return Ok(conn);
-            }
-            // Servers drop idle clients; a dead connection found here costs nothing.
-            if let Ok(true) = tokio::time::timeout(COMMAND_TIMEOUT, conn.test_connected()).await {
-                return Ok(conn);
-            }
+        // Checked before every message, even one right after another: a server that went away
+        // meanwhile (a restart, an idle timeout) is found here, where it is a plain connection
+        // failure probed again in seconds, rather than in the middle of a transaction, where it
+        // would count as a deferral on the 1-minute schedule. One round trip per message.
+        if let Some((mut conn, _)) = kept
+            && let Ok(true) = tokio::time::timeout(COMMAND_TIMEOUT, conn.test_connected()).await
+        {
+            return Ok(conn);
         }
         self.server.connect().await
     }

@@ -103,6 +103,15 @@ impl ParsedMessage {
             .map(|(_, v)| v.as_str())
     }
 
+    /// To and Cc addresses, lower-cased.
+    pub fn recipients(&self) -> Vec<String> {
+        self.to
+            .iter()
+            .chain(self.cc.iter())
+            .map(|m| m.address.clone())
+            .collect()
+    }
+
     /// The From address, lower-cased, or "" when there is none.
     pub fn from_address(&self) -> &str {
         self.from.as_ref().map(|m| m.address.as_str()).unwrap_or("")

@@ -12,7 +12,7 @@ use anyhow::Context;
 use rusqlite::Connection;
 use serde::Serialize;
 
-use crate::classify::{Classifier, ClassifyInput};
+use crate::classify::Classifier;
 use crate::config::Config;
 use crate::guard::{self, Automated, AutomatedKind, GuardPolicy};
 use crate::parse::{self, ParsedMessage};
@@ -379,16 +379,7 @@ impl Pipeline {
         }
 
         // A new request.
-        let classification = classifier.classify(
-            &ClassifyInput {
-                subject: &msg.subject,
-                body: &msg.new_text,
-                from,
-                to: &recipients(msg),
-                headers: &msg.headers,
-            },
-            &self.support_address,
-        );
+        let classification = classifier.classify_message(msg, &self.support_address);
         let category = classifier
             .category(&classification.category)
             .unwrap_or_else(|| classifier.fallback());
@@ -678,7 +669,7 @@ impl Pipeline {
                 refs: &msg.references.join(" "),
                 from_addr: msg.from_address(),
                 from_name: msg.from.as_ref().and_then(|m| m.name.as_deref()),
-                to_addrs: &recipients(msg).join(" "),
+                to_addrs: &msg.recipients().join(" "),
                 subject: &msg.subject,
                 date: msg.date,
                 received_at: now,
@@ -816,15 +807,6 @@ impl Pipeline {
 
 fn display_or_none(from: &str) -> &str {
     if from.is_empty() { "(no sender)" } else { from }
-}
-
-/// To and Cc addresses, lower-cased.
-fn recipients(msg: &ParsedMessage) -> Vec<String> {
-    msg.to
-        .iter()
-        .chain(msg.cc.iter())
-        .map(|m| m.address.clone())
-        .collect()
 }
 
 /// Parses every message, on two threads when the batch is large enough to pay for it.

@@ -66,7 +66,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// The local mail stack's settings, from the environment `scripts/mailstack env` sets.
@@ -80,7 +82,9 @@ struct Stack {
 
 impl Stack {
     fn from_env() -> anyhow::Result<Stack> {
-        let var = |k: &str| std::env::var(k).with_context(|| format!("{k} is not set: run through scripts/bench"));
+        let var = |k: &str| {
+            std::env::var(k).with_context(|| format!("{k} is not set: run through scripts/bench"))
+        };
         Ok(Stack {
             dir: var("MAILSTACK_DIR")?.into(),
             imap_port: var("MAILSTACK_IMAP_PORT")?.parse()?,
@@ -91,7 +95,12 @@ impl Stack {
     }
 
     /// A daemon configuration for a fresh support address, database in `dir`.
-    fn config(&self, support: &str, dir: &std::path::Path, project: &std::path::Path) -> anyhow::Result<Config> {
+    fn config(
+        &self,
+        support: &str,
+        dir: &std::path::Path,
+        project: &std::path::Path,
+    ) -> anyhow::Result<Config> {
         let text = format!(
             "[support]\naddress = \"{support}\"\nteam_address = \"team-{support}\"\n\
              [storage]\ndatabase = \"{db}\"\n[rules]\ndir = \"{rules}\"\n[templates]\ndir = \"{templates}\"\n\
@@ -112,7 +121,11 @@ impl Stack {
 
     fn maildir_new(&self, address: &str) -> PathBuf {
         let (user, domain) = address.split_once('@').unwrap_or((address, ""));
-        self.dir.join("mail").join(domain).join(user).join("Maildir/new")
+        self.dir
+            .join("mail")
+            .join(domain)
+            .join(user)
+            .join("Maildir/new")
     }
 
     async fn smtp(&self) -> anyhow::Result<lettre::transport::smtp::client::AsyncSmtpConnection> {
@@ -120,11 +133,13 @@ impl Stack {
         // lettre writes the message and its final dot separately: without NODELAY each mail
         // waits for a delayed ACK.
         tcp.set_nodelay(true)?;
-        Ok(lettre::transport::smtp::client::AsyncSmtpConnection::connect_with_transport(
-            Box::new(tcp),
-            &lettre::transport::smtp::extension::ClientId::default(),
+        Ok(
+            lettre::transport::smtp::client::AsyncSmtpConnection::connect_with_transport(
+                Box::new(tcp),
+                &lettre::transport::smtp::extension::ClientId::default(),
+            )
+            .await?,
         )
-        .await?)
     }
 }
 
@@ -183,7 +198,10 @@ async fn drain(count: usize, project: &std::path::Path) -> anyhow::Result<()> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    println!("drain: {count} messages delivered through Postfix in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "drain: {count} messages delivered through Postfix in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 
     // Floor: one bare fetch of everything, as a plain IMAP client would do it.
     let mut session = supportd::mailbox::imap::connect(&imap).await?;
@@ -191,10 +209,18 @@ async fn drain(count: usize, project: &std::path::Path) -> anyhow::Result<()> {
     let t = Instant::now();
     let fetched: Vec<_> = {
         use futures::TryStreamExt;
-        session.uid_fetch("1:*", "BODY.PEEK[]").await?.try_collect().await?
+        session
+            .uid_fetch("1:*", "BODY.PEEK[]")
+            .await?
+            .try_collect()
+            .await?
     };
     let floor = t.elapsed();
-    let bytes: usize = fetched.iter().filter_map(|f| f.body()).map(<[u8]>::len).sum();
+    let bytes: usize = fetched
+        .iter()
+        .filter_map(|f| f.body())
+        .map(<[u8]>::len)
+        .sum();
     drop(fetched);
     session.logout().await?;
 
@@ -234,7 +260,10 @@ async fn drain(count: usize, project: &std::path::Path) -> anyhow::Result<()> {
         stats.tickets,
         stats.messages
     );
-    println!("peak memory (VmHWM): {}", peak_memory().unwrap_or_else(|| "unknown".into()));
+    println!(
+        "peak memory (VmHWM): {}",
+        peak_memory().unwrap_or_else(|| "unknown".into())
+    );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
@@ -259,7 +288,8 @@ async fn latency(count: usize, project: &std::path::Path) -> anyhow::Result<()> 
     daemon?;
     let mut samples = samples?;
     samples.sort();
-    let pct = |p: f64| samples[((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1];
+    let pct =
+        |p: f64| samples[((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1];
     println!(
         "latency over {count} mails sent one by one (Postfix accepted -> acknowledgement in the customer's Maildir): p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
         pct(0.50).as_secs_f64() * 1e3,
@@ -289,7 +319,7 @@ async fn measure_latency(
              Bonjour, le widget ne s'affiche plus sur https://site-{i}.example depuis ce matin.\r\n"
         );
         let maildir = stack.maildir_new(&customer);
-        send(&mut conn, &customer, &support, raw.as_bytes()).await?;
+        send(&mut conn, &customer, support, raw.as_bytes()).await?;
         let accepted = Instant::now();
         loop {
             if std::fs::read_dir(&maildir).map(|d| d.count()).unwrap_or(0) > 0 {
@@ -368,17 +398,7 @@ fn stage_costs(mail: &[Incoming], pipeline: &Pipeline) {
     let classifier = pipeline.classifier();
     let start = Instant::now();
     for msg in &parsed {
-        let to: Vec<String> = msg.to.iter().map(|m| m.address.clone()).collect();
-        std::hint::black_box(classifier.classify(
-            &supportd::classify::ClassifyInput {
-                subject: &msg.subject,
-                body: &msg.new_text,
-                from: msg.from_address(),
-                to: &to,
-                headers: &msg.headers,
-            },
-            "support@example.test",
-        ));
+        std::hint::black_box(classifier.classify_message(msg, "support@example.test"));
     }
     let classify = start.elapsed();
     let per = |d: std::time::Duration| d.as_secs_f64() * 1e6 / mail.len() as f64;
