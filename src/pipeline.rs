@@ -679,6 +679,8 @@ impl Pipeline {
                 automated,
                 new_text: &msg.new_text,
                 full_text: &msg.text,
+                attachments: &serde_json::to_string(&msg.attachments)
+                    .unwrap_or_else(|_| "[]".into()),
                 size: msg.size as i64,
                 raw: &incoming.raw,
                 source: &incoming.source,
@@ -875,6 +877,7 @@ fn quarantine(
             automated: None,
             new_text: "",
             full_text: "",
+            attachments: "[]",
             size: incoming.raw.len() as i64,
             raw: &incoming.raw,
             source: &incoming.source,

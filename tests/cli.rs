@@ -173,6 +173,12 @@ fn every_fixture_is_stored_classified_threaded_and_acknowledged_as_expected() {
         let ticket = m["ticket"].as_str().unwrap_or_default().to_string();
         let show = app.json(&["tickets", "show", &ticket, "--json"]);
         let text = show["messages"][0]["text"].as_str().unwrap_or_default();
+        let attachments = show["messages"][0]["attachments"]
+            .as_array()
+            .map_or(0, Vec::len);
+        if (name.contains("-pdf") || name.contains("-png")) && attachments == 0 {
+            failures.push(format!("{name}: attachment not recorded: {show}"));
+        }
         if let Some(want) = &exp.new_text_contains
             && !fold(text).contains(&fold(want))
         {

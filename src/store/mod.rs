@@ -405,6 +405,8 @@ pub struct NewMessage<'a> {
     pub automated: Option<&'a str>,
     pub new_text: &'a str,
     pub full_text: &'a str,
+    /// JSON array of attachment descriptions.
+    pub attachments: &'a str,
     pub size: i64,
     pub raw: &'a [u8],
     pub source: &'a str,
@@ -416,9 +418,9 @@ pub fn insert_message(conn: &Connection, m: &NewMessage<'_>) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO messages (ticket_id, direction, message_id, raw_sha256, in_reply_to, refs,
             from_addr, from_name, to_addrs, subject, date, received_at, action, category, language,
-            automated, new_text, full_text, size, raw, source, warnings, error)
+            automated, new_text, full_text, attachments, size, raw, source, warnings, error)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                 ?19, ?20, ?21, ?22, ?23)",
+                 ?19, ?20, ?21, ?22, ?23, ?24)",
     )?
     .execute(params![
         m.ticket_id,
@@ -439,6 +441,7 @@ pub fn insert_message(conn: &Connection, m: &NewMessage<'_>) -> Result<i64> {
         m.automated,
         m.new_text,
         m.full_text,
+        m.attachments,
         m.size,
         m.raw,
         m.source,
@@ -460,18 +463,19 @@ pub struct MessageView {
     pub action: String,
     pub automated: Option<String>,
     pub text: String,
+    pub attachments: serde_json::Value,
 }
 
 pub fn ticket_messages(conn: &Connection, ticket_id: i64) -> Result<Vec<MessageView>> {
     // What we sent comes from the outbox, interleaved by time with what we received.
     let mut stmt = conn.prepare(
-        "SELECT message_id, direction, from_addr, subject, at, action, automated, text FROM (
+        "SELECT message_id, direction, from_addr, subject, at, action, automated, text, attachments FROM (
              SELECT message_id, direction, from_addr, subject, COALESCE(date, received_at) AS at,
-                    action, automated, new_text AS text, received_at AS sort_at, 0 AS side, id
+                    action, automated, new_text AS text, attachments, received_at AS sort_at, 0 AS side, id
              FROM messages WHERE ticket_id = ?1
              UNION ALL
              SELECT message_id, 'out', '', subject, COALESCE(sent_at, created_at), kind || ' to ' || to_addr || ' (' || status || ')',
-                    NULL, '', created_at, 1, id
+                    NULL, '', '[]', created_at, 1, id
              FROM outbox WHERE ticket_id = ?1)
          ORDER BY sort_at, side, id",
     )?;
@@ -486,6 +490,7 @@ pub fn ticket_messages(conn: &Connection, ticket_id: i64) -> Result<Vec<MessageV
             action: r.get(5)?,
             automated: r.get(6)?,
             text: r.get(7)?,
+            attachments: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or_default(),
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -47,6 +47,7 @@ CREATE TABLE messages (
     automated   TEXT,                             -- reason, NULL for human mail
     new_text    TEXT NOT NULL DEFAULT '',
     full_text   TEXT NOT NULL DEFAULT '',
+    attachments TEXT NOT NULL DEFAULT '[]',           -- JSON: [{filename, content_type, size}]
     size        INTEGER NOT NULL,
     raw         BLOB NOT NULL,                    -- exactly the bytes received (or headers only when oversized)
     source      TEXT NOT NULL DEFAULT '',         -- where it came from: file path, imap:mailbox:uidvalidity:uid
