@@ -21,6 +21,9 @@ use crate::outbox::Sender;
 use crate::pipeline::Pipeline;
 use crate::store::{self, Store};
 
+/// READY is sent once the mailbox answered, or after this long in any case.
+const READY_AT_THE_LATEST: Duration = Duration::from_secs(30);
+
 /// How long shutdown may take before the process exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -106,6 +109,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     let notifier = SystemdNotifier::from_env();
     let mut ready_sent = false;
+    let ready_waited = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let watchdog_every = notifier.watchdog_interval();
     let mut last_watchdog = tokio::time::Instant::now();
@@ -147,6 +151,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                         ready_sent = true;
                         tracing::info!("ready");
                         notifier.notify("READY=1\nSTATUS=connected; waiting for mail");
+                    } else if ready_waited.elapsed() >= READY_AT_THE_LATEST {
+                        // A mailbox that is down at boot must not make systemd kill and restart
+                        // us in a loop: the intake keeps retrying, and status says why.
+                        ready_sent = true;
+                        tracing::warn!("ready, but the mailbox has not answered yet");
+                        notifier.notify("READY=1\nSTATUS=mailbox not reachable yet; retrying");
                     }
                 }
             }
