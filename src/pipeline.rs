@@ -446,7 +446,7 @@ impl Pipeline {
                         ticket_ref: &ticket_ref,
                         customer,
                         original_subject: &msg.subject,
-                        customer_message_id: &msg.message_id,
+                        customer_message_id: customer_id(msg),
                         customer_references: &msg.references,
                         category_label: category.label_for(&locale),
                         promise,
@@ -786,7 +786,7 @@ impl Pipeline {
                 original_raw: &incoming.raw,
                 to: team,
                 message_id: &message_id,
-                customer_message_id: &msg.message_id,
+                customer_message_id: customer_id(msg),
             },
         );
         match rendered {
@@ -809,6 +809,16 @@ impl Pipeline {
 
 fn display_or_none(from: &str) -> &str {
     if from.is_empty() { "(no sender)" } else { from }
+}
+
+/// The customer's Message-ID for In-Reply-To, or "" (none) when we made it up: their mail
+/// client never saw a synthesised id, so citing it would thread nothing.
+fn customer_id(msg: &ParsedMessage) -> &str {
+    if msg.message_id_synthesized {
+        ""
+    } else {
+        &msg.message_id
+    }
 }
 
 /// Parses every message, on two threads when the batch is large enough to pay for it.

@@ -300,6 +300,11 @@ fn the_same_message_twice_changes_nothing() {
     let p2 = app.write("n.eml", no_id);
     assert_eq!(first_message(&app.ingest_file(&p2))["action"], "new");
     assert_eq!(first_message(&app.ingest_file(&p2))["action"], "duplicate");
+    // The id we made up for it is never cited to the customer, whose client never saw it.
+    let ack = app.run(&["outbox", "show", "3", "--raw"]);
+    let ack = String::from_utf8_lossy(&ack.stdout);
+    assert!(ack.contains("Auto-Submitted: auto-replied"), "{ack}");
+    assert!(!ack.contains("sha256.supportd.invalid"), "{ack}");
     let stats = app.json(&["stats", "--json"]);
     assert_eq!(stats["tickets"], 2);
     assert_eq!(stats["duplicates"], 2);
