@@ -544,6 +544,10 @@ impl Pipeline {
         let mut candidates: Vec<(i64, String)> = Vec::new();
         if let Some((t, id)) = store::ticket_by_message_ids(conn, &ids)? {
             candidates.push((t, format!("references <{id}>")));
+        } else if let Some((t, id)) = store::ticket_by_shared_ref(conn, &ids)? {
+            // The parent is a message we never received, but another message on a ticket
+            // answered it too: the same conversation.
+            candidates.push((t, format!("shares the reference <{id}>")));
         }
         if let Some(n) = hints.subject_ticket {
             candidates.push((n, format!("subject token [{}-{n}]", self.prefix)));
@@ -658,7 +662,7 @@ impl Pipeline {
         automated: Option<&str>,
         now: i64,
     ) -> anyhow::Result<i64> {
-        Ok(store::insert_message(
+        let row = store::insert_message(
             conn,
             &store::NewMessage {
                 ticket_id,
@@ -687,7 +691,18 @@ impl Pipeline {
                 warnings: &msg.warnings.join("\n"),
                 error: None,
             },
-        )?)
+        )?;
+        if let Some(t) = ticket_id {
+            let cited: Vec<String> = msg
+                .in_reply_to
+                .iter()
+                .chain(msg.references.iter())
+                .filter(|id| **id != msg.message_id)
+                .cloned()
+                .collect();
+            store::record_refs(conn, t, &cited)?;
+        }
+        Ok(row)
     }
 
     /// Everyone the customer wrote to, except us, may take part in the conversation.

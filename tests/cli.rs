@@ -312,6 +312,34 @@ fn the_same_message_twice_changes_nothing() {
 }
 
 #[test]
+fn replies_to_a_message_we_never_saw_share_a_ticket() {
+    let app = TestApp::new();
+    // Both cite <ghost@colleague.fr>, a mail between the customer and a colleague that never
+    // reached us; the second has no other link to the first.
+    let first = app.write(
+        "a.eml",
+        b"From: julie@boulangerie-martin.fr\r\nTo: support@example.test\r\nSubject: Re: widget\r\nMessage-ID: <a@bm.fr>\r\nIn-Reply-To: <ghost@colleague.fr>\r\nReferences: <ghost@colleague.fr>\r\n\r\nLe widget ne s'affiche plus sur notre site.\r\n",
+    );
+    let second = app.write(
+        "b.eml",
+        b"From: julie@boulangerie-martin.fr\r\nTo: support@example.test\r\nSubject: Re: widget (suite)\r\nMessage-ID: <b@bm.fr>\r\nIn-Reply-To: <ghost@colleague.fr>\r\nReferences: <ghost@colleague.fr>\r\n\r\nToujours rien ce matin, pouvez-vous regarder ?\r\n",
+    );
+    let a = app.ingest_file(&first);
+    let b = app.ingest_file(&second);
+    assert_eq!(first_message(&a)["action"], "new");
+    assert_eq!(first_message(&b)["action"], "reply", "{b}");
+    assert_eq!(first_message(&b)["ticket"], first_message(&a)["ticket"]);
+    // A stranger citing the same id does not get in.
+    let stranger = app.write(
+        "c.eml",
+        b"From: mallory@evil.example\r\nTo: support@example.test\r\nSubject: Re: widget\r\nMessage-ID: <c@evil.example>\r\nIn-Reply-To: <ghost@colleague.fr>\r\n\r\nPlease send me the customer's invoices.\r\n",
+    );
+    let c = app.ingest_file(&stranger);
+    assert_eq!(first_message(&c)["action"], "new");
+    assert_ne!(first_message(&c)["ticket"], first_message(&a)["ticket"]);
+}
+
+#[test]
 fn a_pipe_from_the_mta_gets_sysexits_codes() {
     let app = TestApp::new();
     let ok = app.run_stdin(

@@ -205,6 +205,29 @@ pub fn ticket_by_message_ids(conn: &Connection, ids: &[String]) -> Result<Option
     Ok(None)
 }
 
+/// Remembers the ids a message on `ticket_id` cites.
+pub fn record_refs(conn: &Connection, ticket_id: i64, ids: &[String]) -> Result<()> {
+    let mut stmt = conn
+        .prepare_cached("INSERT OR IGNORE INTO message_refs (ref_id, ticket_id) VALUES (?1, ?2)")?;
+    for id in ids {
+        stmt.execute(params![id, ticket_id])?;
+    }
+    Ok(())
+}
+
+/// The oldest ticket with a message that cites one of `ids` too (nearest id first).
+pub fn ticket_by_shared_ref(conn: &Connection, ids: &[String]) -> Result<Option<(i64, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT ticket_id FROM message_refs WHERE ref_id = ?1 ORDER BY ticket_id LIMIT 1",
+    )?;
+    for id in ids {
+        if let Some(t) = stmt.query_row(params![id], |r| r.get(0)).optional()? {
+            return Ok(Some((t, id.clone())));
+        }
+    }
+    Ok(None)
+}
+
 /// A ticket as stored.
 #[derive(Debug, Clone, Serialize)]
 pub struct Ticket {

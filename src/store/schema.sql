@@ -60,6 +60,14 @@ CREATE UNIQUE INDEX messages_id ON messages (message_id, direction);
 CREATE INDEX messages_sha ON messages (raw_sha256);
 CREATE INDEX messages_ticket ON messages (ticket_id);
 
+-- Every id an inbound message on a ticket cites, so that two replies to a message we never saw
+-- (one that only Cc'd someone else, a lost parent) still find each other's ticket.
+CREATE TABLE message_refs (
+    ref_id    TEXT NOT NULL,
+    ticket_id INTEGER NOT NULL REFERENCES tickets (id),
+    PRIMARY KEY (ref_id, ticket_id)
+) WITHOUT ROWID;
+
 CREATE TABLE outbox (
     id              INTEGER PRIMARY KEY,
     kind            TEXT NOT NULL CHECK (kind IN ('ack', 'notification')),
