@@ -6,7 +6,7 @@
 //! runs under its own savepoint: one that fails is rolled back alone and quarantined (raw bytes
 //! and the error kept) while the rest of the batch goes on.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use anyhow::Context;
 use rusqlite::Connection;
@@ -217,9 +217,79 @@ impl Pipeline {
     where
         F: FnOnce(&Connection) -> Result<(), StoreError>,
     {
-        let parsed = parse_all(&batch);
         let classifier = self.classifier();
         let templates = self.templates();
+        // Parsing, the guard and the rules need no database: worker threads run them ahead
+        // while this thread, the only SQLite writer, stores what they have finished, in order.
+        let slots: Vec<OnceLock<Analysed>> = batch.iter().map(|_| OnceLock::new()).collect();
+        let workers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .saturating_sub(1)
+            .clamp(1, 3);
+        std::thread::scope(|scope| {
+            for first in 0..workers {
+                let (slots, batch, classifier) = (&slots, &batch, &classifier);
+                scope.spawn(move || {
+                    for i in (first..batch.len()).step_by(workers) {
+                        let _ = slots[i].set(self.analyse(&batch[i], classifier));
+                    }
+                });
+            }
+            self.commit_batch(
+                store,
+                &batch,
+                &slots,
+                &classifier,
+                &templates,
+                before_commit,
+            )
+        })
+    }
+
+    /// Parse, guard and classify one message. A panic in any of them (a parser bug on some
+    /// unforeseen input) is caught so the message is quarantined instead of the daemon dying.
+    fn analyse(&self, incoming: &Incoming, classifier: &Classifier) -> Analysed {
+        let work = || {
+            let msg = parse_one(incoming);
+            Analysed {
+                automated: guard::inspect(&msg, &self.guard),
+                classification: classifier.classify_message(&msg, &self.support_address),
+                msg,
+                failure: None,
+            }
+        };
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|_| {
+            let sha = parse::sha256_hex(&incoming.raw);
+            let msg = ParsedMessage {
+                message_id: format!("{}@panic.supportd.invalid", &sha[..32]),
+                message_id_synthesized: true,
+                raw_sha256: sha,
+                size: incoming.raw.len(),
+                ..Default::default()
+            };
+            Analysed {
+                automated: None,
+                classification: classifier.classify_message(&msg, &self.support_address),
+                msg,
+                failure: Some("the parser panicked on this message".into()),
+            }
+        })
+    }
+
+    /// The writer's half of [`Self::ingest_batch`]: one transaction for the whole batch.
+    fn commit_batch<F>(
+        &self,
+        store: &mut Store,
+        batch: &[Incoming],
+        slots: &[OnceLock<Analysed>],
+        classifier: &Classifier,
+        templates: &Templates,
+        before_commit: F,
+    ) -> Result<Vec<Outcome>, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<(), StoreError>,
+    {
+        let parsed = || slots.iter().map(OnceLock::wait);
         let tx = store.begin()?;
         // Fast path: the whole batch without savepoints (they cost a journal copy of every page
         // a message touches). Should any message fail, the batch is rolled back and run again
@@ -227,9 +297,17 @@ impl Pipeline {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut drafts: Vec<Draft<'_>> = Vec::new();
         let mut failed = false;
-        for (incoming, msg) in batch.iter().zip(parsed.iter()) {
+        for (incoming, analysed) in batch.iter().zip(parsed()) {
             let at = outcomes.len();
-            match self.process(&tx, &classifier, &templates, incoming, msg, at, &mut drafts) {
+            match self.process(
+                &tx,
+                classifier,
+                templates,
+                incoming,
+                analysed,
+                at,
+                &mut drafts,
+            ) {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(_) => {
                     failed = true;
@@ -242,10 +320,19 @@ impl Pipeline {
             outcomes.clear();
             drafts.clear();
             let tx = store.begin()?;
-            for (incoming, msg) in batch.iter().zip(parsed.iter()) {
+            for (incoming, analysed) in batch.iter().zip(parsed()) {
+                let msg = &analysed.msg;
                 tx.prepare_cached("SAVEPOINT message")?.execute([])?;
                 let (at, drafted) = (outcomes.len(), drafts.len());
-                match self.process(&tx, &classifier, &templates, incoming, msg, at, &mut drafts) {
+                match self.process(
+                    &tx,
+                    &classifier,
+                    &templates,
+                    incoming,
+                    analysed,
+                    at,
+                    &mut drafts,
+                ) {
                     Ok(outcome) => {
                         tx.prepare_cached("RELEASE message")?.execute([])?;
                         outcomes.push(outcome);
@@ -275,7 +362,9 @@ impl Pipeline {
         };
         // Rendering is a third of the work per message and needs no database: it runs on every
         // core while the transaction waits, then the results are queued in message order.
-        let rendered = render_all(&drafts, &templates, &self.identity, &self.default_locale);
+        let rendered = map_parallel(&drafts, |d| {
+            render(d, templates, &self.identity, &self.default_locale)
+        });
         for (draft, result) in drafts.iter().zip(rendered) {
             self.queue_draft(&tx, draft, result, &mut outcomes)?;
         }
@@ -303,10 +392,14 @@ impl Pipeline {
         classifier: &Classifier,
         templates: &Templates,
         incoming: &'a Incoming,
-        msg: &'a ParsedMessage,
+        analysed: &'a Analysed,
         at: usize,
         drafts: &mut Vec<Draft<'a>>,
     ) -> anyhow::Result<Outcome> {
+        let msg = &analysed.msg;
+        if let Some(failure) = &analysed.failure {
+            anyhow::bail!("{failure}");
+        }
         let now = store::now();
         let bracketed = format!("<{}>", msg.message_id);
         if let Some(existing) = store::find_duplicate(conn, &msg.message_id, &msg.raw_sha256)? {
@@ -330,7 +423,7 @@ impl Pipeline {
             });
         }
 
-        let automated = guard::inspect(msg, &self.guard);
+        let automated = &analysed.automated;
         let from = msg.from_address();
         let link = self.find_ticket(conn, msg, automated.as_ref())?;
 
@@ -390,12 +483,21 @@ impl Pipeline {
             if incoming.oversized {
                 store::flag_ticket(conn, ticket.id, "oversized")?;
             }
-            self.draft_notification(classifier, drafts, ticket, msg, incoming, Vec::new(), Vec::new(), "reply");
+            self.draft_notification(
+                classifier,
+                drafts,
+                ticket,
+                msg,
+                incoming,
+                Vec::new(),
+                Vec::new(),
+                "reply",
+            );
             return Ok(outcome);
         }
 
         // A new request.
-        let classification = classifier.classify_message(msg, &self.support_address);
+        let classification = &analysed.classification;
         let category = classifier
             .category(&classification.category)
             .unwrap_or_else(|| classifier.fallback());
@@ -502,7 +604,9 @@ impl Pipeline {
         } else {
             "new"
         };
-        self.draft_notification(classifier, drafts, ticket, msg, incoming, matched, tips, action);
+        self.draft_notification(
+            classifier, drafts, ticket, msg, incoming, matched, tips, action,
+        );
         Ok(outcome)
     }
 
@@ -804,16 +908,37 @@ impl Pipeline {
     ) -> Result<(), StoreError> {
         let now = store::now();
         match (draft, rendered) {
-            (Draft::Ack { ticket_id, suppressed, .. }, Ok(out)) => {
-                self.queue(conn, "ack", *ticket_id, &out, suppressed.as_deref(), now)
-            }
+            (
+                Draft::Ack {
+                    ticket_id,
+                    suppressed,
+                    ..
+                },
+                Ok(out),
+            ) => self.queue(conn, "ack", *ticket_id, &out, suppressed.as_deref(), now),
             (Draft::Notification { ticket, .. }, Ok(out)) => {
                 self.queue(conn, "notification", ticket.id, &out, None, now)
             }
-            (Draft::Ack { outcome, ticket_id, ticket_ref, customer, .. }, Err(e)) => {
+            (
+                Draft::Ack {
+                    outcome,
+                    ticket_id,
+                    ticket_ref,
+                    customer,
+                    ..
+                },
+                Err(e),
+            ) => {
                 let reason = format!("template error: {e}");
                 tracing::error!(ticket = %ticket_ref, "acknowledgement not rendered: {e}");
-                store::record_event(conn, "ack_failed", Some(*ticket_id), None, Some(&customer.address), &reason)?;
+                store::record_event(
+                    conn,
+                    "ack_failed",
+                    Some(*ticket_id),
+                    None,
+                    Some(&customer.address),
+                    &reason,
+                )?;
                 if let Some(o) = outcomes.get_mut(*outcome) {
                     o.ack = AckDecision::Suppressed(reason);
                 }
@@ -821,7 +946,14 @@ impl Pipeline {
             }
             (Draft::Notification { ticket, .. }, Err(e)) => {
                 tracing::error!(ticket = %ticket.ticket_ref, "team notification not rendered: {e}");
-                store::record_event(conn, "notification_failed", Some(ticket.id), None, None, &e.to_string())
+                store::record_event(
+                    conn,
+                    "notification_failed",
+                    Some(ticket.id),
+                    None,
+                    None,
+                    &e.to_string(),
+                )
             }
         }
     }
@@ -924,7 +1056,9 @@ fn render(
                     category_id: &ticket.category,
                     matched_rules: matched,
                     tips,
-                    due_at: ticket.due_at.and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
+                    due_at: ticket
+                        .due_at
+                        .and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
                     new_text: &msg.new_text,
                     action,
                     automated: None,
@@ -938,32 +1072,6 @@ fn render(
     }
 }
 
-/// Renders every draft, in order, on as many threads as there are cores (up to four).
-fn render_all(
-    drafts: &[Draft<'_>],
-    templates: &Templates,
-    identity: &Identity,
-    default_locale: &str,
-) -> Vec<Result<reply::Outgoing, reply::ReplyError>> {
-    const PARALLEL_FROM: usize = 32;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-    let one = |d: &Draft<'_>| render(d, templates, identity, default_locale);
-    if drafts.len() < PARALLEL_FROM || threads < 2 {
-        return drafts.iter().map(one).collect();
-    }
-    let chunk = drafts.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = drafts
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    })
-}
-
 /// The customer's Message-ID for In-Reply-To, or "" (none) when we made it up: their mail
 /// client never saw a synthesised id, so citing it would thread nothing.
 fn customer_id(msg: &ParsedMessage) -> &str {
@@ -974,26 +1082,39 @@ fn customer_id(msg: &ParsedMessage) -> &str {
     }
 }
 
-/// Parses every message, on two threads when the batch is large enough to pay for it.
-fn parse_all(batch: &[Incoming]) -> Vec<ParsedMessage> {
-    const PARALLEL_FROM: usize = 64;
+/// `f` over `items`, in order, on as many threads as there are cores (up to four) once there
+/// are enough items to pay for the threads.
+fn map_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    const PARALLEL_FROM: usize = 32;
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(4);
-    if batch.len() < PARALLEL_FROM || threads < 2 {
-        return batch.iter().map(parse_one).collect();
+    if items.len() < PARALLEL_FROM || threads < 2 {
+        return items.iter().map(f).collect();
     }
-    let chunk = batch.len().div_ceil(threads);
+    let chunk = items.len().div_ceil(threads);
+    let f = &f;
     std::thread::scope(|s| {
-        let handles: Vec<_> = batch
+        let handles: Vec<_> = items
             .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(parse_one).collect::<Vec<_>>()))
+            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
             .collect();
         handles
             .into_iter()
             .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     })
+}
+
+/// What can be known of a message without the database.
+struct Analysed {
+    msg: ParsedMessage,
+    automated: Option<Automated>,
+    /// Used only if the message turns out to open a ticket; cheap enough to compute for all,
+    /// off the single database writer.
+    classification: crate::classify::Classification,
+    /// Why the message could not be analysed; it is quarantined.
+    failure: Option<String>,
 }
 
 fn parse_one(incoming: &Incoming) -> ParsedMessage {
