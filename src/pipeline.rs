@@ -326,8 +326,8 @@ impl Pipeline {
                 let (at, drafted) = (outcomes.len(), drafts.len());
                 match self.process(
                     &tx,
-                    &classifier,
-                    &templates,
+                    classifier,
+                    templates,
                     incoming,
                     analysed,
                     at,
