@@ -61,6 +61,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut intake_store = Store::open(&config.storage.database)
         .with_context(|| format!("opening {}", config.storage.database.display()))?;
+    intake_store.checkpoint_in_background()?;
     let pipeline = Arc::new(Pipeline::new(&config, &mut intake_store)?);
     let sender_store = Store::open(&config.storage.database)?;
     let status_store = Store::open(&config.storage.database)?;

@@ -2,7 +2,8 @@
 //!
 //! - `ingest`: generated realistic mail (mixed categories and languages, 20 % replies, some
 //!   HTML, some attachments) through the full pipeline into a fresh database with durable
-//!   commits; prints messages per second and peak memory.
+//!   commits; prints messages per second and peak memory. `BENCH_KEEP=1` keeps the database
+//!   for inspection (its path is printed).
 //! - `drain`: a backlog delivered to a real Dovecot, drained into tickets by the IMAP intake,
 //!   against a bare `UID FETCH 1:* BODY.PEEK[]` of the same mailbox as the floor.
 //! - `latency`: the daemon running against the real Dovecot + Postfix; customers write one by
@@ -226,6 +227,7 @@ async fn drain(count: usize, project: &std::path::Path) -> anyhow::Result<()> {
 
     // The intake: fetch in batches, parse, guard, thread, classify, store, queue, mark $Ticketed.
     let mut store = Store::open(&config.storage.database)?;
+    store.checkpoint_in_background()?;
     let pipeline = std::sync::Arc::new(Pipeline::new(&config, &mut store)?);
     let mut intake = supportd::mailbox::imap::Intake::new(
         imap,
@@ -351,6 +353,7 @@ fn ingest(count: usize, batch: usize, project: &std::path::Path) -> anyhow::Resu
     )
     .map_err(anyhow::Error::msg)?;
     let mut store = Store::open(&config.storage.database)?;
+    store.checkpoint_in_background()?;
     let pipeline = Pipeline::new(&config, &mut store)?;
     let mail = generate(count);
     let bytes: usize = mail.iter().map(|m| m.raw.len()).sum();
@@ -382,7 +385,11 @@ fn ingest(count: usize, batch: usize, project: &std::path::Path) -> anyhow::Resu
         "peak memory (VmHWM): {}",
         peak_memory().unwrap_or_else(|| "unknown".into())
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("BENCH_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("kept {}", dir.display());
+    }
     Ok(())
 }
 

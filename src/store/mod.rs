@@ -24,6 +24,8 @@ pub enum StoreError {
     },
     #[error("database error: {0}")]
     Sqlite(rusqlite::Error),
+    #[error("cannot start the WAL checkpoint thread: {0}")]
+    Thread(std::io::Error),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -53,6 +55,24 @@ const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
 /// An open database.
 pub struct Store {
     conn: Connection,
+    checkpointer: Option<Checkpointer>,
+}
+
+/// Copies the WAL back into the database file on its own thread and connection, so the
+/// writer's commits wait only for their own fsync, not for the checkpoint's.
+struct Checkpointer {
+    nudge: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread after one last checkpoint.
+        self.nudge.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Current unix time in seconds.
@@ -103,7 +123,69 @@ impl Store {
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         }
         tx.commit()?;
-        Ok(Store { conn })
+        Ok(Store {
+            conn,
+            checkpointer: None,
+        })
+    }
+
+    /// Moves WAL checkpoints off this connection onto a thread of their own. For the one
+    /// long-lived writer (the daemon's intake, a bulk ingest); SQLite's automatic checkpoint
+    /// would otherwise run inside every large commit.
+    ///
+    /// # Errors
+    /// The second connection cannot be opened.
+    pub fn checkpoint_in_background(&mut self) -> Result<()> {
+        if self.checkpointer.is_some() {
+            return Ok(());
+        }
+        let Some(path) = self
+            .conn
+            .path()
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+        else {
+            return Ok(()); // in-memory: nothing to checkpoint
+        };
+        let conn = Connection::open(&path)?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        let (nudge, nudged) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                use std::sync::mpsc::RecvTimeoutError;
+                loop {
+                    // A commit nudges; the timeout is a backstop for writes made elsewhere.
+                    let last = match nudged.recv_timeout(Duration::from_secs(5)) {
+                        Ok(()) | Err(RecvTimeoutError::Timeout) => false,
+                        Err(RecvTimeoutError::Disconnected) => true,
+                    };
+                    while nudged.try_recv().is_ok() {}
+                    // PASSIVE never blocks the writer; a checkpoint cut short by a reader is
+                    // finished by the next one.
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!(error = %e, "background WAL checkpoint failed");
+                    }
+                    if last {
+                        return;
+                    }
+                }
+            })
+            .map_err(StoreError::Thread)?;
+        self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        self.checkpointer = Some(Checkpointer {
+            nudge: Some(nudge),
+            thread: Some(thread),
+        });
+        Ok(())
+    }
+
+    /// Tells the background checkpointer, if any, that a transaction was committed.
+    pub fn committed(&self) {
+        if let Some(nudge) = self.checkpointer.as_ref().and_then(|c| c.nudge.as_ref()) {
+            let _ = nudge.send(());
+        }
     }
 
     /// The connection, for read queries.
@@ -342,9 +424,9 @@ pub struct NewTicket<'a> {
 /// Opens a ticket and makes its customer a participant. Returns (id, ref).
 pub fn create_ticket(conn: &Connection, t: &NewTicket<'_>) -> Result<(i64, String)> {
     // Inside an IMMEDIATE transaction nobody else can take the same number.
-    let id: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM tickets", [], |r| {
-        r.get(0)
-    })?;
+    let id: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(id), 0) + 1 FROM tickets")?
+        .query_row([], |r| r.get(0))?;
     let ticket_ref = format!("{}-{id}", t.prefix);
     conn.prepare_cached(
         "INSERT INTO tickets (id, ref, customer, customer_name, subject, category, created_at,
@@ -882,6 +964,38 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db/s.sqlite3")).unwrap();
         (dir, store)
+    }
+
+    #[test]
+    fn the_background_checkpointer_copies_commits_into_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite3");
+        let mut store = Store::open(&path).unwrap();
+        store.checkpoint_in_background().unwrap();
+        let before = std::fs::metadata(&path).unwrap().len();
+        let tx = store.begin().unwrap();
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('filler', ?1)",
+            params![vec![7u8; 1 << 20]],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        // Without a checkpoint the megabyte lives only in the WAL; the writer's own automatic
+        // checkpoint is off, so only the background thread can move it.
+        store.committed();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&path).unwrap().len() < before + (1 << 20) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let auto: i64 = store
+            .conn()
+            .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(auto, 0);
     }
 
     #[test]
