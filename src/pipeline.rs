@@ -2,11 +2,14 @@
 //!
 //! Entry point: [`Pipeline::ingest_batch`]. Each message goes parse → guard → thread → classify →
 //! store → reply (acknowledgement and team notification queued in the outbox), all inside one
-//! SQLite transaction for the batch, so a crash leaves either everything or nothing. Each message
-//! runs under its own savepoint: one that fails is rolled back alone and quarantined (raw bytes
-//! and the error kept) while the rest of the batch goes on.
+//! SQLite transaction for the batch, so a crash leaves either everything or nothing. Should one
+//! message fail, the batch is run again with a savepoint per message, so that it alone is rolled
+//! back and quarantined (raw bytes and the error kept) while the rest of the batch goes on.
+//!
+//! Threads: this one is the only SQLite writer; workers (one per core) parse, guard and classify
+//! ahead of it, then render the mail it decides on (see `jobs`).
 
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock, mpsc};
 
 use anyhow::Context;
 use rusqlite::Connection;
@@ -19,6 +22,11 @@ use crate::parse::{self, ParsedMessage};
 use crate::reply::{self, AckInput, Identity, NotificationInput, Templates};
 use crate::store::{self, Store, StoreError};
 use crate::thread::{self, IdOrigin, MessageIdSigner, ThreadHints};
+
+mod jobs;
+use jobs::{JobQueue, Results};
+
+type Rendered = Result<reply::Outgoing, reply::ReplyError>;
 
 /// Requests shorter than this (in characters of new text) get the "tell us more" acknowledgement.
 const MIN_REQUEST_CHARS: usize = 10;
@@ -222,27 +230,66 @@ impl Pipeline {
         // Parsing, the guard and the rules need no database: worker threads run them ahead
         // while this thread, the only SQLite writer, stores what they have finished, in order.
         let slots: Vec<OnceLock<Analysed>> = batch.iter().map(|_| OnceLock::new()).collect();
+        // One worker per core, not one fewer: the writer spends much of a batch waiting (for an
+        // analysis, for fsync), and on two cores one worker left a core idle meanwhile.
         let workers = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
-            .saturating_sub(1)
-            .clamp(1, 3);
+            .clamp(1, 4);
+        // Once their analyses are done the same threads render the mail the writer decides on,
+        // while it goes on with the next message's SQL.
+        let renders: JobQueue<Arc<Draft<'_>>> = JobQueue::default();
+        let (rendered_tx, rendered) = mpsc::channel();
         std::thread::scope(|scope| {
             for first in 0..workers {
-                let (slots, batch, classifier) = (&slots, &batch, &classifier);
+                let (slots, batch, classifier, templates) =
+                    (&slots, &batch, &classifier, &templates);
+                let (renders, rendered_tx) = (&renders, rendered_tx.clone());
                 scope.spawn(move || {
                     for i in (first..batch.len()).step_by(workers) {
                         let _ = slots[i].set(self.analyse(&batch[i], classifier));
                     }
+                    while let Some((seq, draft)) = renders.pop() {
+                        let result = self.render_guarded(&draft, templates);
+                        if rendered_tx.send((seq, result)).is_err() {
+                            break;
+                        }
+                    }
                 });
             }
+            drop(rendered_tx);
+            // Whatever way the writer leaves (an error, a panic), the workers must be let go or
+            // the scope would wait for them forever.
+            let _release = renders.closer();
             self.commit_batch(
                 store,
                 &batch,
                 &slots,
                 &classifier,
                 &templates,
+                Results {
+                    queue: &renders,
+                    results: rendered,
+                },
                 before_commit,
             )
+        })
+    }
+
+    /// Renders one draft; a panic in a template helper or in lettre becomes an error for that
+    /// mail rather than a lost worker the writer would wait for.
+    fn render_guarded(
+        &self,
+        draft: &Draft<'_>,
+        templates: &Templates,
+    ) -> Result<reply::Outgoing, reply::ReplyError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            render(draft, templates, &self.identity, &self.default_locale)
+        }))
+        .unwrap_or_else(|_| {
+            Err(reply::ReplyError::Build {
+                what: "mail",
+                reason: "rendering panicked".into(),
+            })
         })
     }
 
@@ -277,13 +324,15 @@ impl Pipeline {
     }
 
     /// The writer's half of [`Self::ingest_batch`]: one transaction for the whole batch.
-    fn commit_batch<F>(
+    #[allow(clippy::too_many_arguments)]
+    fn commit_batch<'a, F>(
         &self,
         store: &mut Store,
-        batch: &[Incoming],
-        slots: &[OnceLock<Analysed>],
+        batch: &'a [Incoming],
+        slots: &'a [OnceLock<Analysed>],
         classifier: &Classifier,
         templates: &Templates,
+        renderers: Results<'_, Arc<Draft<'a>>, Rendered>,
         before_commit: F,
     ) -> Result<Vec<Outcome>, StoreError>
     where
@@ -295,7 +344,7 @@ impl Pipeline {
         // a message touches). Should any message fail, the batch is rolled back and run again
         // with one savepoint per message, so that only the failing one is quarantined.
         let mut outcomes = Vec::with_capacity(batch.len());
-        let mut drafts: Vec<Draft<'_>> = Vec::new();
+        let mut drafts: Vec<Arc<Draft<'a>>> = Vec::new();
         let mut failed = false;
         for (incoming, analysed) in batch.iter().zip(parsed()) {
             let at = outcomes.len();
@@ -314,7 +363,11 @@ impl Pipeline {
                     break;
                 }
             }
+            for draft in drafts.iter().skip(renderers.queue.pushed()) {
+                renderers.queue.push(Arc::clone(draft));
+            }
         }
+        renderers.queue.close();
         let tx = if failed {
             tx.rollback()?;
             outcomes.clear();
@@ -360,16 +413,26 @@ impl Pipeline {
         } else {
             tx
         };
-        // Rendering is a third of the work per message and needs no database: it runs on every
-        // core while the transaction waits, then the results are queued in message order.
-        let rendered = map_parallel(&drafts, |d| {
-            render(d, templates, &self.identity, &self.default_locale)
-        });
+        let rendered = if failed {
+            map_parallel(&drafts, |d| self.render_guarded(d, templates))
+        } else {
+            renderers.collect(
+                drafts.len(),
+                |d| self.render_guarded(d, templates),
+                || {
+                    Err(reply::ReplyError::Build {
+                        what: "mail",
+                        reason: "a render worker ended without rendering it".into(),
+                    })
+                },
+            )
+        };
         for (draft, result) in drafts.iter().zip(rendered) {
             self.queue_draft(&tx, draft, result, &mut outcomes)?;
         }
         before_commit(&tx)?;
         tx.commit()?;
+        store.committed();
         for o in &outcomes {
             tracing::info!(
                 ticket = o.ticket.as_deref().unwrap_or("-"),
@@ -394,7 +457,7 @@ impl Pipeline {
         incoming: &'a Incoming,
         analysed: &'a Analysed,
         at: usize,
-        drafts: &mut Vec<Draft<'a>>,
+        drafts: &mut Vec<Arc<Draft<'a>>>,
     ) -> anyhow::Result<Outcome> {
         let msg = &analysed.msg;
         if let Some(failure) = &analysed.failure {
@@ -570,7 +633,7 @@ impl Pipeline {
                         AckDecision::Suppressed(reason.clone())
                     }
                 };
-                drafts.push(Draft::Ack {
+                drafts.push(Arc::new(Draft::Ack {
                     outcome: at,
                     ticket_id,
                     ticket_ref: ticket_ref.clone(),
@@ -585,7 +648,7 @@ impl Pipeline {
                     tips: tips.clone(),
                     short: msg.new_text.trim().chars().count() < MIN_REQUEST_CHARS,
                     message_id: self.signer.generate("ack"),
-                });
+                }));
                 decision
             }
         };
@@ -719,7 +782,7 @@ impl Pipeline {
         &self,
         conn: &Connection,
         to: &str,
-        drafts: &[Draft<'_>],
+        drafts: &[Arc<Draft<'_>>],
     ) -> anyhow::Result<Option<String>> {
         if to.is_empty() {
             return Ok(Some("no sender address".into()));
@@ -734,7 +797,7 @@ impl Pipeline {
         // Acknowledgements decided earlier in this batch are not in the outbox yet.
         let in_batch = drafts
             .iter()
-            .filter(|d| matches!(d, Draft::Ack { customer, suppressed: None, .. } if customer.address == to))
+            .filter(|d| matches!(&***d, Draft::Ack { customer, suppressed: None, .. } if customer.address == to))
             .count() as u32;
         if store::acks_since(conn, to, now - 3600)? + in_batch >= self.max_acks_per_hour {
             return Ok(Some(format!(
@@ -870,7 +933,7 @@ impl Pipeline {
     fn draft_notification<'a>(
         &self,
         classifier: &Classifier,
-        drafts: &mut Vec<Draft<'a>>,
+        drafts: &mut Vec<Arc<Draft<'a>>>,
         ticket: store::Ticket,
         msg: &'a ParsedMessage,
         incoming: &'a Incoming,
@@ -885,7 +948,7 @@ impl Pipeline {
             .category(&ticket.category)
             .map(|c| c.label_for(&self.default_locale).to_string())
             .unwrap_or_else(|| ticket.category.clone());
-        drafts.push(Draft::Notification {
+        drafts.push(Arc::new(Draft::Notification {
             ticket,
             msg,
             incoming,
@@ -895,7 +958,7 @@ impl Pipeline {
             label,
             to: team.clone(),
             message_id: self.signer.generate("note"),
-        });
+        }));
     }
 
     /// Queues one rendered draft; a template error is recorded instead.
