@@ -980,24 +980,61 @@ impl Intake {
             if uids.is_empty() {
                 return Ok(total);
             }
-            for chunk in uids.chunks(self.batch_size()) {
-                total += self.batch(live, chunk).await?;
-                if stop.is_some_and(|s| *s.borrow()) {
-                    return Ok(total);
+            // While one batch is committed, the session marks the batch before it and fetches
+            // the one after it: the network and the database each wait less for the other. A
+            // prefetched batch that is never committed (an error, a stop) is fetched again
+            // later; a committed one whose marking fails is marked by the catch-up.
+            let mut chunks = uids.chunks(self.batch_size());
+            let mut fetched = match chunks.next() {
+                Some(chunk) => Some((chunk, self.fetch(live, chunk).await?)),
+                None => None,
+            };
+            let mut to_mark: Vec<u32> = Vec::new();
+            while let Some((chunk, raws)) = fetched.take() {
+                let stopping = stop.is_some_and(|s| *s.borrow());
+                let next = chunks.next().filter(|_| !stopping);
+                let validity = live.uidvalidity;
+                let marking = std::mem::take(&mut to_mark);
+                let session_work = async {
+                    if !marking.is_empty() {
+                        self.mark(live, &marking).await?;
+                    }
+                    match next {
+                        Some(next) => Ok(Some((next, self.fetch(live, next).await?))),
+                        None => Ok::<_, ImapError>(None),
+                    }
+                };
+                let (committed, prefetched) =
+                    tokio::join!(self.commit(validity, chunk, raws), session_work);
+                let present = committed?;
+                if let Some(&high) = chunk.last() {
+                    live.last_uid = high;
                 }
+                total += present.len();
+                to_mark = present;
+                fetched = prefetched?;
+            }
+            if !to_mark.is_empty() {
+                self.mark(live, &to_mark).await?;
+            }
+            if stop.is_some_and(|s| *s.borrow()) {
+                return Ok(total);
             }
         }
     }
 
-    /// Fetches, commits and marks one batch of UIDs (ascending).
-    async fn batch(&self, live: &mut Live, uids: &[u32]) -> Result<usize, ImapError> {
+    /// Commits one fetched batch of UIDs (ascending) with the watermark; returns the UIDs that
+    /// were present (not expunged meanwhile), for marking.
+    async fn commit(
+        &self,
+        validity: u32,
+        uids: &[u32],
+        raws: BTreeMap<u32, (Vec<u8>, bool)>,
+    ) -> Result<Vec<u32>, ImapError> {
         let (Some(&first), Some(&high)) = (uids.first(), uids.last()) else {
-            return Ok(0);
+            return Ok(Vec::new());
         };
-        let raws = self.fetch(live, uids).await?;
-
         let mailbox = &self.config.mailbox;
-        let validity = live.uidvalidity;
         let present: Vec<u32> = raws.keys().copied().collect();
         let batch: Vec<Incoming> = raws
             .into_iter()
@@ -1018,7 +1055,6 @@ impl Intake {
                 })
             })
             .await?;
-        live.last_uid = high;
         // The acknowledgements are in the outbox now: the sender need not wait for the marking.
         self.wake_sender.notify_one();
 
@@ -1035,10 +1071,7 @@ impl Intake {
             quarantined = tally(Action::Quarantined),
             "IMAP batch committed"
         );
-        if !present.is_empty() {
-            self.mark(live, &present).await?;
-        }
-        Ok(count)
+        Ok(present)
     }
 
     /// The raw bytes of `uids` (ascending) by UID, and whether only the headers were taken
