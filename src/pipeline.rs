@@ -9,6 +9,7 @@
 //! Threads: this one is the only SQLite writer; workers (one per core) parse, guard and classify
 //! ahead of it, then render the mail it decides on (see `jobs`).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, mpsc};
 
 use anyhow::Context;
@@ -121,6 +122,8 @@ pub struct Pipeline {
     templates_dir: std::path::PathBuf,
     classifier: RwLock<Arc<Classifier>>,
     templates: RwLock<Arc<Templates>>,
+    /// Parse, guard, classify and render, one thread per core, beside the SQLite writer.
+    workers: rayon::ThreadPool,
 }
 
 impl Pipeline {
@@ -142,6 +145,14 @@ impl Pipeline {
             &config.guard.robot_local_parts,
         )
         .context("guard.robot_local_parts")?;
+        // One worker per core, not one fewer: the writer spends much of a batch waiting (for an
+        // analysis, for fsync), and on two cores one worker left a core idle meanwhile.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let workers = rayon::ThreadPoolBuilder::new()
+            .num_threads(cores.clamp(1, 4))
+            .thread_name(|i| format!("supportd-worker-{i}"))
+            .build()
+            .context("starting the worker threads")?;
         let timezone = config
             .support
             .timezone
@@ -172,6 +183,7 @@ impl Pipeline {
             templates_dir: config.templates.dir.clone(),
             classifier: RwLock::new(Arc::new(classifier)),
             templates: RwLock::new(Arc::new(templates)),
+            workers,
         })
     }
 
@@ -230,23 +242,26 @@ impl Pipeline {
         // Parsing, the guard and the rules need no database: worker threads run them ahead
         // while this thread, the only SQLite writer, stores what they have finished, in order.
         let slots: Vec<OnceLock<Analysed>> = batch.iter().map(|_| OnceLock::new()).collect();
-        // One worker per core, not one fewer: the writer spends much of a batch waiting (for an
-        // analysis, for fsync), and on two cores one worker left a core idle meanwhile.
-        let workers = std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .clamp(1, 4);
-        // Once their analyses are done the same threads render the mail the writer decides on,
+        let next_to_analyse = AtomicUsize::new(0);
+        // Once the analyses are done the same threads render the mail the writer decides on,
         // while it goes on with the next message's SQL.
         let renders: JobQueue<Arc<Draft<'_>>> = JobQueue::default();
         let (rendered_tx, rendered) = mpsc::channel();
-        std::thread::scope(|scope| {
-            for first in 0..workers {
+        // The writer stays on this thread; the workers are the pool's long-lived threads, whose
+        // regex caches stay warm from one batch to the next.
+        self.workers.in_place_scope(|scope| {
+            for _ in 0..self.workers.current_num_threads() {
                 let (slots, batch, classifier, templates) =
                     (&slots, &batch, &classifier, &templates);
-                let (renders, rendered_tx) = (&renders, rendered_tx.clone());
-                scope.spawn(move || {
-                    for i in (first..batch.len()).step_by(workers) {
-                        let _ = slots[i].set(self.analyse(&batch[i], classifier));
+                let (next, renders, rendered_tx) =
+                    (&next_to_analyse, &renders, rendered_tx.clone());
+                // Every worker claims messages in order until none is left, so the writer
+                // never waits for one that no running worker will take.
+                scope.spawn(move |_| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(incoming) = batch.get(i) else { break };
+                        let _ = slots[i].set(self.analyse(incoming, classifier));
                     }
                     while let Some((seq, draft)) = renders.pop() {
                         let result = self.render_guarded(&draft, templates);

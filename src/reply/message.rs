@@ -46,7 +46,7 @@ pub(super) fn build_ack(
         // RFC 3834 discourages Precedence, but older autoresponders only look at it.
         .raw_header(raw("Precedence", "auto_reply"));
     let message = threading(builder, in_reply_to.as_deref(), &references)
-        .singlepart(SinglePart::plain(body))
+        .singlepart(text_part(body))
         .map_err(|e| build_error(WHAT, e))?;
 
     Ok(Outgoing {
@@ -75,7 +75,7 @@ pub(super) fn build_notification(
     let to = mailbox(None, input.to, WHAT)?;
     let to_address = to.email.to_string();
 
-    let text = SinglePart::plain(body);
+    let text = text_part(body);
     let mut parts = MultiPart::mixed()
         .boundary(boundary(input.original_raw))
         .singlepart(text);
@@ -245,6 +245,21 @@ fn original_part(raw: &[u8]) -> SinglePart {
     }
 }
 
+/// Our text as UTF-8 `text/plain`: 7bit when it is short-lined ASCII, else quoted-printable,
+/// which keeps French readable in raw form and needs no 8BITMIME. Choosing here spares lettre
+/// from encoding every body both as quoted-printable and as base64 to keep the shorter.
+fn text_part(body: String) -> SinglePart {
+    let encoding = if body.is_ascii() && body.lines().all(|l| l.len() <= 76) {
+        ContentTransferEncoding::SevenBit
+    } else {
+        ContentTransferEncoding::QuotedPrintable
+    };
+    let body = Body::new_with_encoding(body, encoding).unwrap_or_else(Body::new);
+    SinglePart::builder()
+        .header(ContentType::TEXT_PLAIN)
+        .body(body)
+}
+
 fn content_type(mime: &str) -> ContentType {
     // Both callers pass constants that lettre parses; the fallback only guards a future typo.
     ContentType::parse(mime).unwrap_or(ContentType::TEXT_PLAIN)
@@ -297,6 +312,24 @@ mod tests {
         assert_eq!(clean_id("a@x\r\nBcc: evil@x"), None);
         assert_eq!(clean_id(" <a@x> "), Some("a@x".to_owned()));
         assert_eq!(clean_id(""), None);
+    }
+
+    #[test]
+    fn text_is_7bit_when_it_can_be_and_quoted_printable_otherwise() {
+        let encoding = |body: &str| {
+            let raw = String::from_utf8(text_part(body.to_owned()).formatted()).unwrap();
+            let header = raw
+                .lines()
+                .find(|l| l.starts_with("Content-Transfer-Encoding:"))
+                .unwrap_or_default()
+                .to_owned();
+            (header, raw)
+        };
+        assert!(encoding("Hello\nWorld").0.ends_with("7bit"));
+        let (header, raw) = encoding("Bonjour, votre demande a été reçue.");
+        assert!(header.ends_with("quoted-printable"), "{raw}");
+        assert!(raw.contains("=C3=A9t=C3=A9 re=C3=A7ue"), "{raw}");
+        assert!(encoding(&"x".repeat(200)).0.ends_with("quoted-printable"));
     }
 
     #[test]
