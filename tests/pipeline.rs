@@ -1,0 +1,139 @@
+//! The pipeline's batch machinery on a real SQLite file: the writer, the worker pool that
+//! analyses ahead of it and renders behind it, and the fallback that reruns a failed batch
+//! message by message. Failures are provoked with a SQLite trigger, the only way to make a
+//! well-formed message fail inside the database.
+
+use std::path::{Path, PathBuf};
+
+use supportd::config::Config;
+use supportd::pipeline::{AckDecision, Action, Incoming, Pipeline};
+use supportd::store::{self, Store};
+
+fn project() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn config(dir: &Path) -> Config {
+    Config::from_toml(
+        &format!(
+            "[support]\naddress = \"support@example.test\"\nteam_address = \"team@example.test\"\n\
+             [storage]\ndatabase = \"{}\"\n[rules]\ndir = \"{}\"\n[templates]\ndir = \"{}\"\n",
+            dir.join("s.sqlite3").display(),
+            project().join("rules").display(),
+            project().join("templates").display()
+        ),
+        dir,
+    )
+    .expect("config")
+}
+
+fn mail(n: usize, subject: &str) -> Incoming {
+    Incoming::new(
+        format!(
+            "From: Customer {n} <customer{n}@example.org>\r\nTo: support@example.test\r\n\
+             Subject: {subject}\r\nMessage-ID: <m{n}@example.org>\r\n\
+             Date: Tue, 24 Nov 2026 10:00:00 +0100\r\n\r\n\
+             Bonjour, je n'arrive plus à me connecter à mon compte depuis hier (demande {n}).\r\n"
+        )
+        .into_bytes(),
+        format!("test:{n}"),
+    )
+}
+
+#[test]
+fn a_message_that_fails_in_the_database_is_quarantined_and_the_rest_of_the_batch_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path());
+    let mut store = Store::open(&config.storage.database).expect("open");
+    store
+        .conn()
+        .execute_batch(
+            "CREATE TRIGGER boom BEFORE INSERT ON messages
+             WHEN NEW.subject = 'boom' AND NEW.action != 'quarantined'
+             BEGIN SELECT RAISE(ABORT, 'provoked failure'); END;",
+        )
+        .expect("trigger");
+    let pipeline = Pipeline::new(&config, &mut store).expect("pipeline");
+    let batch: Vec<Incoming> = (0..60)
+        .map(|n| {
+            mail(
+                n,
+                if n == 30 {
+                    "boom"
+                } else {
+                    "Connexion impossible"
+                },
+            )
+        })
+        .collect();
+    let outcomes = pipeline
+        .ingest_batch(&mut store, batch, |_| Ok(()))
+        .expect("batch");
+
+    assert_eq!(outcomes.len(), 60);
+    for (n, o) in outcomes.iter().enumerate() {
+        assert_eq!(o.source, format!("test:{n}"), "outcomes in input order");
+        if n == 30 {
+            assert_eq!(o.action, Action::Quarantined, "{o:?}");
+            assert!(
+                o.error
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("provoked failure"),
+                "{o:?}"
+            );
+        } else {
+            assert_eq!(o.action, Action::New, "{o:?}");
+            assert_eq!(o.ack, AckDecision::Queued, "{o:?}");
+        }
+    }
+    // The first attempt's renderings were thrown away with its transaction: each of the 59
+    // customers has exactly one acknowledgement, and the team one notification per ticket.
+    let outbox = store::list_outbox(store.conn(), None).expect("outbox");
+    let acks: Vec<_> = outbox.iter().filter(|o| o.kind == "ack").collect();
+    assert_eq!(acks.len(), 59);
+    let mut customers: Vec<&str> = acks.iter().map(|o| o.to.as_str()).collect();
+    customers.sort_unstable();
+    customers.dedup();
+    assert_eq!(customers.len(), 59);
+    assert_eq!(
+        outbox.iter().filter(|o| o.kind == "notification").count(),
+        59
+    );
+    let stats = store::stats(store.conn()).expect("stats");
+    assert_eq!(stats.tickets, 59);
+    assert_eq!(store::quarantined(store.conn(), 10).expect("q").len(), 1);
+}
+
+#[test]
+fn mail_rendered_by_the_workers_is_queued_in_the_order_the_writer_decided_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path());
+    let mut store = Store::open(&config.storage.database).expect("open");
+    let pipeline = Pipeline::new(&config, &mut store).expect("pipeline");
+    for round in 0..3 {
+        let batch: Vec<Incoming> = (0..200)
+            .map(|n| mail(round * 1000 + n, "Connexion impossible"))
+            .collect();
+        let outcomes = pipeline
+            .ingest_batch(&mut store, batch, |_| Ok(()))
+            .expect("batch");
+        assert!(outcomes.iter().all(|o| o.action == Action::New));
+    }
+    // Outbox ids grow with the tickets: ack then notification for CHT-1, then CHT-2...
+    let mut outbox = store::list_outbox(store.conn(), None).expect("outbox");
+    outbox.sort_by_key(|o| o.id);
+    assert_eq!(outbox.len(), 1200);
+    for (i, pair) in outbox.chunks(2).enumerate() {
+        let ticket = format!("CHT-{}", i + 1);
+        assert_eq!(pair[0].kind, "ack");
+        assert_eq!(pair[1].kind, "notification");
+        assert_eq!(pair[0].ticket.as_deref(), Some(ticket.as_str()));
+        assert_eq!(pair[1].ticket.as_deref(), Some(ticket.as_str()));
+        assert!(
+            pair[0].subject.starts_with(&format!("[{ticket}]")),
+            "{:?}",
+            pair[0]
+        );
+    }
+}
