@@ -124,6 +124,7 @@ pub struct Pipeline {
     templates: RwLock<Arc<Templates>>,
     /// Parse, guard, classify and render, one thread per core, beside the SQLite writer.
     workers: rayon::ThreadPool,
+    batch_in_progress: std::sync::Mutex<()>,
 }
 
 impl Pipeline {
@@ -184,6 +185,7 @@ impl Pipeline {
             classifier: RwLock::new(Arc::new(classifier)),
             templates: RwLock::new(Arc::new(templates)),
             workers,
+            batch_in_progress: std::sync::Mutex::new(()),
         })
     }
 
@@ -247,6 +249,13 @@ impl Pipeline {
         // while it goes on with the next message's SQL.
         let renders: JobQueue<Arc<Draft<'_>>> = JobQueue::default();
         let (rendered_tx, rendered) = mpsc::channel();
+        // A batch's workers hold every pool thread until its writer finishes. Were two batches
+        // let in at once, one writer could hold SQLite's write lock while waiting for analyses
+        // that sit queued behind the other batch's workers, until the busy timeout.
+        let _one_batch = self
+            .batch_in_progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // The writer stays on this thread; the workers are the pool's long-lived threads, whose
         // regex caches stay warm from one batch to the next.
         self.workers.in_place_scope(|scope| {
