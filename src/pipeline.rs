@@ -114,7 +114,7 @@ pub struct Pipeline {
     own_addresses: Vec<String>,
     default_locale: String,
     identity: Identity,
-    guard: GuardPolicy,
+    analyser: Arc<Analyser>,
     signer: MessageIdSigner,
     max_acks_per_hour: u32,
     max_acks_per_day: u32,
@@ -176,7 +176,10 @@ impl Pipeline {
                 name: config.support.name.clone(),
                 timezone,
             },
-            guard,
+            analyser: Arc::new(Analyser {
+                guard,
+                support_address: config.support.address.to_ascii_lowercase(),
+            }),
             signer: MessageIdSigner::new(&key, config.support_domain()),
             max_acks_per_hour: config.guard.max_acks_per_hour,
             max_acks_per_day: config.guard.max_acks_per_day,
@@ -239,19 +242,49 @@ impl Pipeline {
     where
         F: FnOnce(&Connection) -> Result<(), StoreError>,
     {
-        let classifier = self.classifier();
+        self.ingest_prepared(store, self.prepare(batch), before_commit)
+    }
+
+    /// Starts parsing, guarding and classifying `batch` on the worker pool and returns at once.
+    /// A caller with the next batch in hand while the current one commits (the IMAP intake,
+    /// a bulk import) prepares it then, so the analyses overlap the commit's fsync.
+    pub fn prepare(&self, batch: Vec<Incoming>) -> Prepared {
+        let prepared = Prepared {
+            slots: batch.iter().map(|_| OnceLock::new()).collect(),
+            batch: Arc::new(batch),
+            next: Arc::new(AtomicUsize::new(0)),
+            classifier: self.classifier(),
+        };
+        for _ in 0..self.workers.current_num_threads() {
+            let job = prepared.clone();
+            let analyser = Arc::clone(&self.analyser);
+            self.workers.spawn(move || job.analyse_all(&analyser));
+        }
+        prepared
+    }
+
+    /// [`Self::ingest_batch`] for a batch whose analysis [`Self::prepare`] started.
+    ///
+    /// # Errors
+    /// Only database errors that stop the whole batch; per-message failures are quarantined.
+    pub fn ingest_prepared<F>(
+        &self,
+        store: &mut Store,
+        prepared: Prepared,
+        before_commit: F,
+    ) -> Result<Vec<Outcome>, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<(), StoreError>,
+    {
         let templates = self.templates();
-        // Parsing, the guard and the rules need no database: worker threads run them ahead
-        // while this thread, the only SQLite writer, stores what they have finished, in order.
-        let slots: Vec<OnceLock<Analysed>> = batch.iter().map(|_| OnceLock::new()).collect();
-        let next_to_analyse = AtomicUsize::new(0);
-        // Once the analyses are done the same threads render the mail the writer decides on,
-        // while it goes on with the next message's SQL.
+        // Once the analyses are done the pool's threads render the mail the writer decides
+        // on, while it goes on with the next message's SQL.
         let renders: JobQueue<Arc<Draft<'_>>> = JobQueue::default();
         let (rendered_tx, rendered) = mpsc::channel();
         // A batch's workers hold every pool thread until its writer finishes. Were two batches
         // let in at once, one writer could hold SQLite's write lock while waiting for analyses
-        // that sit queued behind the other batch's workers, until the busy timeout.
+        // that sit queued behind the other batch's workers, until the busy timeout. (Prepared
+        // analyses never wait, so they need no turn.)
         let _one_batch = self
             .batch_in_progress
             .lock()
@@ -260,18 +293,12 @@ impl Pipeline {
         // regex caches stay warm from one batch to the next.
         self.workers.in_place_scope(|scope| {
             for _ in 0..self.workers.current_num_threads() {
-                let (slots, batch, classifier, templates) =
-                    (&slots, &batch, &classifier, &templates);
-                let (next, renders, rendered_tx) =
-                    (&next_to_analyse, &renders, rendered_tx.clone());
-                // Every worker claims messages in order until none is left, so the writer
-                // never waits for one that no running worker will take.
+                let (prepared, analyser, templates) = (&prepared, &*self.analyser, &templates);
+                let (renders, rendered_tx) = (&renders, rendered_tx.clone());
                 scope.spawn(move |_| {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(incoming) = batch.get(i) else { break };
-                        let _ = slots[i].set(self.analyse(incoming, classifier));
-                    }
+                    // Analyses the prepare-time jobs have not reached yet come first: the
+                    // writer needs them in order.
+                    prepared.analyse_all(analyser);
                     while let Some((seq, draft)) = renders.pop() {
                         let result = self.render_guarded(&draft, templates);
                         if rendered_tx.send((seq, result)).is_err() {
@@ -286,9 +313,9 @@ impl Pipeline {
             let _release = renders.closer();
             self.commit_batch(
                 store,
-                &batch,
-                &slots,
-                &classifier,
+                &prepared.batch,
+                &prepared.slots,
+                &prepared.classifier,
                 &templates,
                 Results {
                     queue: &renders,
@@ -314,36 +341,6 @@ impl Pipeline {
                 what: "mail",
                 reason: "rendering panicked".into(),
             })
-        })
-    }
-
-    /// Parse, guard and classify one message. A panic in any of them (a parser bug on some
-    /// unforeseen input) is caught so the message is quarantined instead of the daemon dying.
-    fn analyse(&self, incoming: &Incoming, classifier: &Classifier) -> Analysed {
-        let work = || {
-            let msg = parse_one(incoming);
-            Analysed {
-                automated: guard::inspect(&msg, &self.guard),
-                classification: classifier.classify_message(&msg, &self.support_address),
-                msg,
-                failure: None,
-            }
-        };
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|_| {
-            let sha = parse::sha256_hex(&incoming.raw);
-            let msg = ParsedMessage {
-                message_id: format!("{}@panic.supportd.invalid", &sha[..32]),
-                message_id_synthesized: true,
-                raw_sha256: sha,
-                size: incoming.raw.len(),
-                ..Default::default()
-            };
-            Analysed {
-                automated: None,
-                classification: classifier.classify_message(&msg, &self.support_address),
-                msg,
-                failure: Some("the parser panicked on this message".into()),
-            }
         })
     }
 
@@ -1191,6 +1188,77 @@ fn map_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Ve
             .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     })
+}
+
+/// What analysing a message needs, shared with the worker pool's jobs.
+struct Analyser {
+    guard: GuardPolicy,
+    support_address: String,
+}
+
+impl Analyser {
+    /// Parse, guard and classify one message. A panic in any of them (a parser bug on some
+    /// unforeseen input) is caught so the message is quarantined instead of the daemon dying.
+    fn analyse(&self, incoming: &Incoming, classifier: &Classifier) -> Analysed {
+        let work = || {
+            let msg = parse_one(incoming);
+            Analysed {
+                automated: guard::inspect(&msg, &self.guard),
+                classification: classifier.classify_message(&msg, &self.support_address),
+                msg,
+                failure: None,
+            }
+        };
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|_| {
+            let sha = parse::sha256_hex(&incoming.raw);
+            let msg = ParsedMessage {
+                message_id: format!("{}@panic.supportd.invalid", &sha[..32]),
+                message_id_synthesized: true,
+                raw_sha256: sha,
+                size: incoming.raw.len(),
+                ..Default::default()
+            };
+            Analysed {
+                automated: None,
+                classification: classifier.classify_message(&msg, &self.support_address),
+                msg,
+                failure: Some("the parser panicked on this message".into()),
+            }
+        })
+    }
+}
+
+/// A batch whose analysis runs on the worker pool; see [`Pipeline::prepare`].
+#[derive(Clone)]
+pub struct Prepared {
+    batch: Arc<Vec<Incoming>>,
+    slots: Arc<[OnceLock<Analysed>]>,
+    /// The next message to analyse: every job claims in order until none is left, so the
+    /// writer never waits for one that no running job will take.
+    next: Arc<AtomicUsize>,
+    /// The rules as they were when the batch was prepared; the writer uses the same.
+    classifier: Arc<Classifier>,
+}
+
+impl Prepared {
+    fn analyse_all(&self, analyser: &Analyser) {
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(incoming) = self.batch.get(i) else {
+                return;
+            };
+            let _ = self.slots[i].set(analyser.analyse(incoming, &self.classifier));
+        }
+    }
+
+    /// How many messages the batch holds.
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
 }
 
 /// What can be known of a message without the database.

@@ -175,3 +175,28 @@ fn one_pipeline_fed_from_two_threads_with_two_connections_finishes_both_without_
     assert_eq!(stats.tickets, 1000);
     assert_eq!(stats.acks_queued, 1000);
 }
+
+#[test]
+fn a_batch_prepared_during_a_commit_is_ingested_next_and_an_unused_one_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path());
+    let mut store = Store::open(&config.storage.database).expect("open");
+    let pipeline = Pipeline::new(&config, &mut store).expect("pipeline");
+    let batch = |from: usize| (from..from + 50).map(|n| mail(n, "Connexion")).collect();
+    let mut second = None;
+    let first = pipeline
+        .ingest_prepared(&mut store, pipeline.prepare(batch(0)), |_| {
+            second = Some(pipeline.prepare(batch(100)));
+            Ok(())
+        })
+        .expect("first");
+    // Analysed, never ingested: nothing of it may reach the database.
+    drop(pipeline.prepare(batch(200)));
+    let second = pipeline
+        .ingest_prepared(&mut store, second.expect("prepared"), |_| Ok(()))
+        .expect("second");
+    assert!(first.iter().chain(&second).all(|o| o.action == Action::New));
+    assert_eq!(second[0].source, "test:100");
+    let stats = store::stats(store.conn()).expect("stats");
+    assert_eq!((stats.tickets, stats.messages), (100, 100));
+}

@@ -361,9 +361,17 @@ fn ingest(count: usize, batch: usize, project: &std::path::Path) -> anyhow::Resu
     let start = Instant::now();
     let mut outcomes = Vec::with_capacity(count);
     let mut pending = mail.into_iter().peekable();
-    while pending.peek().is_some() {
+    let chunk = |pending: &mut std::iter::Peekable<std::vec::IntoIter<Incoming>>| {
         let chunk: Vec<Incoming> = pending.by_ref().take(batch).collect();
-        outcomes.extend(pipeline.ingest_batch(&mut store, chunk, |_| Ok(()))?);
+        (!chunk.is_empty()).then_some(chunk)
+    };
+    // As the IMAP intake does: the next batch is analysed while the current one commits.
+    let mut next = chunk(&mut pending).map(|c| pipeline.prepare(c));
+    while let Some(current) = next.take() {
+        outcomes.extend(pipeline.ingest_prepared(&mut store, current, |_| {
+            next = chunk(&mut pending).map(|c| pipeline.prepare(c));
+            Ok(())
+        })?);
     }
     let elapsed = start.elapsed();
     let mut by_action = std::collections::BTreeMap::new();

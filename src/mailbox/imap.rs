@@ -986,30 +986,27 @@ impl Intake {
             // later; a committed one whose marking fails is marked by the catch-up.
             let mut chunks = uids.chunks(self.batch_size());
             let mut fetched = match chunks.next() {
-                Some(chunk) => Some((chunk, self.fetch(live, chunk).await?)),
+                Some(chunk) => Some(self.fetch_prepared(live, chunk).await?),
                 None => None,
             };
             let mut to_mark: Vec<u32> = Vec::new();
-            while let Some((chunk, raws)) = fetched.take() {
+            while let Some(current) = fetched.take() {
                 let stopping = stop.is_some_and(|s| *s.borrow());
                 let next = chunks.next().filter(|_| !stopping);
-                let validity = live.uidvalidity;
                 let marking = std::mem::take(&mut to_mark);
                 let session_work = async {
                     if !marking.is_empty() {
                         self.mark(live, &marking).await?;
                     }
                     match next {
-                        Some(next) => Ok(Some((next, self.fetch(live, next).await?))),
+                        Some(next) => Ok(Some(self.fetch_prepared(live, next).await?)),
                         None => Ok::<_, ImapError>(None),
                     }
                 };
-                let (committed, prefetched) =
-                    tokio::join!(self.commit(validity, chunk, raws), session_work);
+                let high = current.high;
+                let (committed, prefetched) = tokio::join!(self.commit(current), session_work);
                 let present = committed?;
-                if let Some(&high) = chunk.last() {
-                    live.last_uid = high;
-                }
+                live.last_uid = high;
                 total += present.len();
                 to_mark = present;
                 fetched = prefetched?;
@@ -1023,18 +1020,11 @@ impl Intake {
         }
     }
 
-    /// Commits one fetched batch of UIDs (ascending) with the watermark; returns the UIDs that
-    /// were present (not expunged meanwhile), for marking.
-    async fn commit(
-        &self,
-        validity: u32,
-        uids: &[u32],
-        raws: BTreeMap<u32, (Vec<u8>, bool)>,
-    ) -> Result<Vec<u32>, ImapError> {
-        let (Some(&first), Some(&high)) = (uids.first(), uids.last()) else {
-            return Ok(Vec::new());
-        };
+    /// Fetches a batch of UIDs (ascending) and starts its analysis on the worker pool.
+    async fn fetch_prepared(&self, live: &mut Live, uids: &[u32]) -> Result<Fetched, ImapError> {
+        let raws = self.fetch(live, uids).await?;
         let mailbox = &self.config.mailbox;
+        let validity = live.uidvalidity;
         let present: Vec<u32> = raws.keys().copied().collect();
         let batch: Vec<Incoming> = raws
             .into_iter()
@@ -1044,13 +1034,32 @@ impl Intake {
                 oversized,
             })
             .collect();
-        let count = batch.len();
+        Ok(Fetched {
+            first: uids.first().copied().unwrap_or_default(),
+            high: uids.last().copied().unwrap_or_default(),
+            validity,
+            present,
+            prepared: self.pipeline.prepare(batch),
+        })
+    }
+
+    /// Commits one fetched batch with the watermark; returns the UIDs that were present (not
+    /// expunged meanwhile), for marking.
+    async fn commit(&self, fetched: Fetched) -> Result<Vec<u32>, ImapError> {
+        let Fetched {
+            first,
+            high,
+            validity,
+            present,
+            prepared,
+        } = fetched;
+        let count = prepared.len();
 
         let pipeline = self.pipeline.clone();
         let key = self.key.clone();
         let outcomes = self
             .with_store(move |s| {
-                pipeline.ingest_batch(s, batch, |conn| {
+                pipeline.ingest_prepared(s, prepared, |conn| {
                     store::set_watermark(conn, &key, validity, high)
                 })
             })
@@ -1344,6 +1353,16 @@ impl Intake {
         .map_err(|e| ImapError::Internal(format!("database task: {e}")))?
         .map_err(ImapError::Store)
     }
+}
+
+/// A batch fetched from the server, its analysis under way.
+struct Fetched {
+    first: u32,
+    /// The highest UID asked for: the watermark once committed, even if it was expunged.
+    high: u32,
+    validity: u32,
+    present: Vec<u32>,
+    prepared: crate::pipeline::Prepared,
 }
 
 /// One IDLE round: returns the session (after DONE) and why the wait ended.
