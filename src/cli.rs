@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::classify::Classifier;
 use crate::config::Config;
 use crate::mailbox::files::{self, InputError};
-use crate::pipeline::{AckDecision, Action, Pipeline};
+use crate::pipeline::{AckDecision, Action, Incoming, Pipeline};
 use crate::store::{self, Store, StoreError};
 
 /// sysexits(3) codes the MTA understands: 75 makes it retry later, 65 bounces for good.
@@ -189,11 +189,26 @@ fn ingest(config_path: &Path, inputs: &[String], json: bool) -> anyhow::Result<E
     let (messages, input_errors) = files::collect(inputs);
     let mut outcomes = Vec::new();
     let mut temp_failure = None;
-    let mut pending = messages.into_iter().peekable();
-    while pending.peek().is_some() {
+    if messages.len() > FILE_BATCH {
+        // A bulk import: checkpoints off the writer, as in the daemon.
+        if let Err(e) = store.checkpoint_in_background() {
+            tracing::warn!("WAL checkpoints stay on the writer: {e}");
+        }
+    }
+    let mut pending = messages.into_iter();
+    // Each batch's analysis starts while the one before it commits.
+    let take = |pending: &mut std::vec::IntoIter<Incoming>| {
         let batch: Vec<_> = pending.by_ref().take(FILE_BATCH).collect();
         let sources: Vec<String> = batch.iter().map(|m| m.source.clone()).collect();
-        match pipeline.ingest_batch(&mut store, batch, |_| Ok(())) {
+        (!batch.is_empty()).then(|| (sources, pipeline.prepare(batch)))
+    };
+    let mut next = take(&mut pending);
+    while let Some((sources, current)) = next.take() {
+        let result = pipeline.ingest_prepared(&mut store, current, |_| {
+            next = take(&mut pending);
+            Ok(())
+        });
+        match result {
             Ok(o) => outcomes.extend(o),
             Err(e) => {
                 for s in &sources {
@@ -201,6 +216,9 @@ fn ingest(config_path: &Path, inputs: &[String], json: bool) -> anyhow::Result<E
                 }
                 temp_failure = Some(e);
             }
+        }
+        if next.is_none() {
+            next = take(&mut pending);
         }
     }
     if json {
