@@ -51,6 +51,8 @@ const COMMAND_TIMEOUT: Duration = Duration::from_mins(2);
 /// A body fetch gets [`COMMAND_TIMEOUT`] plus one second per this many bytes announced, so a
 /// batch of large messages over a slow link is not cut off while a hung server still is.
 const FETCH_BYTES_PER_SECOND: u64 = 256 * 1024;
+/// Bytes of mail fetched into one batch, unless a single message is larger.
+const BATCH_BYTES: u64 = 64 * 1024 * 1024;
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_mins(1);
 
@@ -984,7 +986,8 @@ impl Intake {
             // the one after it: the network and the database each wait less for the other. A
             // prefetched batch that is never committed (an error, a stop) is fetched again
             // later; a committed one whose marking fails is marked by the catch-up.
-            let mut chunks = uids.chunks(self.batch_size());
+            let batches = self.batches(live, &uids).await?;
+            let mut chunks = batches.iter().map(Vec::as_slice);
             let mut fetched = match chunks.next() {
                 Some(chunk) => Some(self.fetch_prepared(live, chunk).await?),
                 None => None,
@@ -1018,6 +1021,28 @@ impl Intake {
                 return Ok(total);
             }
         }
+    }
+
+    /// `uids` (ascending) cut into batches of at most `batch_size` messages and, unless one
+    /// message alone is larger, [`BATCH_BYTES`]: with two batches in memory at once (one
+    /// committing, one fetched ahead), a backlog of large attachments must not exhaust memory
+    /// and crash-loop the daemon on the same batch.
+    async fn batches(&self, live: &mut Live, uids: &[u32]) -> Result<Vec<Vec<u32>>, ImapError> {
+        let answers = timed(
+            "UID FETCH (RFC822.SIZE)",
+            COMMAND_TIMEOUT,
+            collect_fetch(&mut live.session, &uid_set(uids), "(UID RFC822.SIZE)"),
+        )
+        .await?;
+        let mut sizes: BTreeMap<u32, u64> = BTreeMap::new();
+        for f in &answers {
+            if let (Some(uid), Some(size)) = (f.uid, f.size) {
+                let size = u64::from(size).min(self.config.max_message_size);
+                let entry = sizes.entry(uid).or_default();
+                *entry = (*entry).max(size);
+            }
+        }
+        Ok(cut_batches(uids, &sizes, self.batch_size(), BATCH_BYTES))
     }
 
     /// Fetches a batch of UIDs (ascending) and starts its analysis on the worker pool.
@@ -1402,6 +1427,32 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|&stop| stop).await;
 }
 
+/// Consecutive runs of `uids` of at most `max_count` messages and `max_bytes` (by `sizes`; an
+/// unknown size counts as nothing, the fetch finds it again), each holding at least one UID.
+fn cut_batches(
+    uids: &[u32],
+    sizes: &BTreeMap<u32, u64>,
+    max_count: usize,
+    max_bytes: u64,
+) -> Vec<Vec<u32>> {
+    let mut batches: Vec<Vec<u32>> = Vec::new();
+    let mut current: Vec<u32> = Vec::new();
+    let mut bytes = 0u64;
+    for &uid in uids {
+        let size = sizes.get(&uid).copied().unwrap_or(0);
+        if !current.is_empty() && (current.len() >= max_count || bytes + size > max_bytes) {
+            batches.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        current.push(uid);
+        bytes += size;
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
+}
+
 async fn collect_fetch(
     session: &mut Session,
     set: &str,
@@ -1413,6 +1464,29 @@ async fn collect_fetch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_are_cut_by_count_and_by_bytes_but_never_empty() {
+        let uids: Vec<u32> = (1..=10).collect();
+        let sizes: BTreeMap<u32, u64> = uids.iter().map(|&u| (u, 10)).collect();
+        assert_eq!(
+            cut_batches(&uids, &sizes, 4, 1000),
+            vec![vec![1, 2, 3, 4], vec![5, 6, 7, 8], vec![9, 10]]
+        );
+        assert_eq!(
+            cut_batches(&uids, &sizes, 100, 25),
+            vec![vec![1, 2], vec![3, 4], vec![5, 6], vec![7, 8], vec![9, 10]]
+        );
+        // A message larger than the byte budget travels alone; unknown sizes count as nothing.
+        let mut big = sizes.clone();
+        big.insert(3, 500);
+        big.remove(&6);
+        assert_eq!(
+            cut_batches(&uids, &big, 100, 30),
+            vec![vec![1, 2], vec![3], vec![4, 5, 6, 7], vec![8, 9, 10]]
+        );
+        assert!(cut_batches(&[], &sizes, 4, 10).is_empty());
+    }
 
     #[test]
     fn uid_sets_compress_runs() {
