@@ -94,6 +94,30 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Messages that failed in the pipeline (stored raw with the error): list them, or run
+    /// them through it again once the cause is fixed.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ingest quarantined messages again; one that fails again stays quarantined.
+    Retry {
+        /// Message ids, as `quarantine list` prints them.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<i64>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +177,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stats { json } => stats(&cli.config, json),
         Command::Run => crate::daemon::run_blocking(&cli.config),
         Command::Status { json } => status(&cli.config, json),
+        Command::Quarantine { command } => quarantine(&cli.config, command),
     }
 }
 
@@ -228,26 +253,7 @@ fn ingest(config_path: &Path, inputs: &[String], json: bool) -> anyhow::Result<E
         }))?;
     } else {
         for o in &outcomes {
-            let note = match (&o.ack, o.action) {
-                (_, Action::Automated) => {
-                    format!("not acknowledged: {}", o.automated.as_deref().unwrap_or(""))
-                }
-                (_, Action::Quarantined) => {
-                    format!("quarantined: {}", o.error.as_deref().unwrap_or(""))
-                }
-                (AckDecision::Queued, _) => "ack queued".into(),
-                (AckDecision::Suppressed(r), _) => format!("ack suppressed: {r}"),
-                (AckDecision::NotApplicable, Action::Reply) => "no ack (reply)".into(),
-                (AckDecision::NotApplicable, _) => String::new(),
-            };
-            println!(
-                "{}\t{}\t{}\t{}\t{}",
-                o.ticket.as_deref().unwrap_or("-"),
-                o.action.as_str(),
-                o.category.as_deref().unwrap_or("-"),
-                o.source,
-                note
-            );
+            print_outcome(o);
         }
     }
     for e in &input_errors {
@@ -270,6 +276,82 @@ fn ingest(config_path: &Path, inputs: &[String], json: bool) -> anyhow::Result<E
         0
     };
     Ok(ExitCode::from(code))
+}
+
+/// One line per message: ticket, action, category, source, and what became of the ack.
+fn print_outcome(o: &crate::pipeline::Outcome) {
+    let note = match (&o.ack, o.action) {
+        (_, Action::Automated) => {
+            format!("not acknowledged: {}", o.automated.as_deref().unwrap_or(""))
+        }
+        (_, Action::Quarantined) => format!("quarantined: {}", o.error.as_deref().unwrap_or("")),
+        (AckDecision::Queued, _) => "ack queued".into(),
+        (AckDecision::Suppressed(r), _) => format!("ack suppressed: {r}"),
+        (AckDecision::NotApplicable, Action::Reply) => "no ack (reply)".into(),
+        (AckDecision::NotApplicable, _) => String::new(),
+    };
+    println!(
+        "{}\t{}\t{}\t{}\t{}",
+        o.ticket.as_deref().unwrap_or("-"),
+        o.action.as_str(),
+        o.category.as_deref().unwrap_or("-"),
+        o.source,
+        note
+    );
+}
+
+fn quarantine(config_path: &Path, command: QuarantineCommand) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let mut store = open_store(&config)?;
+    match command {
+        QuarantineCommand::List { json } => {
+            let items = store::quarantine_list(store.conn())?;
+            if json {
+                print_json(&items)?;
+            } else {
+                for q in &items {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        q.id,
+                        store::rfc3339(q.received_at),
+                        q.source,
+                        if q.from.is_empty() { "-" } else { &q.from },
+                        q.subject,
+                        q.error
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        QuarantineCommand::Retry { ids, all, json } => {
+            let held: Vec<i64> = store::quarantine_list(store.conn())?
+                .iter()
+                .map(|q| q.id)
+                .collect();
+            let wanted: Vec<i64> = if all { held.clone() } else { ids };
+            let mut code = ExitCode::SUCCESS;
+            for id in wanted.iter().filter(|id| !held.contains(id)) {
+                eprintln!("supportd: message {id} is not quarantined");
+                code = ExitCode::from(1);
+            }
+            let wanted: Vec<i64> = wanted.into_iter().filter(|id| held.contains(id)).collect();
+            let pipeline = Pipeline::new(&config, &mut store)?;
+            let mut outcomes = Vec::new();
+            for chunk in wanted.chunks(FILE_BATCH) {
+                outcomes.extend(
+                    pipeline
+                        .retry_quarantined(&mut store, chunk)
+                        .context("retrying quarantined messages")?,
+                );
+            }
+            if json {
+                print_json(&serde_json::json!({ "messages": outcomes }))?;
+            } else {
+                outcomes.iter().for_each(print_outcome);
+            }
+            Ok(code)
+        }
+    }
 }
 
 fn classify(

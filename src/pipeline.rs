@@ -276,6 +276,47 @@ impl Pipeline {
     where
         F: FnOnce(&Connection) -> Result<(), StoreError>,
     {
+        self.ingest_prepared_after(store, prepared, &|_| Ok(()), before_commit)
+    }
+
+    /// Runs quarantined messages (their `messages` row ids) through the pipeline again, once
+    /// the cause is fixed (a rule, a template, a parser upgrade). In one transaction each
+    /// quarantined row is removed and its raw bytes are ingested anew under their original
+    /// source; one that fails again is quarantined again. Ids that are not quarantined are
+    /// skipped.
+    ///
+    /// # Errors
+    /// Database errors, or another process retried the same messages meanwhile.
+    pub fn retry_quarantined(
+        &self,
+        store: &mut Store,
+        ids: &[i64],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let rows = store::quarantined_raw(store.conn(), ids)?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let row_ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let batch = rows
+            .into_iter()
+            .map(|r| Incoming::new(r.raw, r.source))
+            .collect();
+        let release = |conn: &Connection| store::release_quarantined(conn, &row_ids);
+        self.ingest_prepared_after(store, self.prepare(batch), &release, |_| Ok(()))
+    }
+
+    /// [`Self::ingest_prepared`], with `on_begin` run first in the batch's transaction (and
+    /// again in the rerun's, should a message fail).
+    fn ingest_prepared_after<F>(
+        &self,
+        store: &mut Store,
+        prepared: Prepared,
+        on_begin: &dyn Fn(&Connection) -> Result<(), StoreError>,
+        before_commit: F,
+    ) -> Result<Vec<Outcome>, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<(), StoreError>,
+    {
         let templates = self.templates();
         // Once the analyses are done the pool's threads render the mail the writer decides
         // on, while it goes on with the next message's SQL.
@@ -321,6 +362,7 @@ impl Pipeline {
                     queue: &renders,
                     results: rendered,
                 },
+                on_begin,
                 before_commit,
             )
         })
@@ -354,6 +396,7 @@ impl Pipeline {
         classifier: &Classifier,
         templates: &Templates,
         renderers: Results<'_, Arc<Draft<'a>>, Rendered>,
+        on_begin: &dyn Fn(&Connection) -> Result<(), StoreError>,
         before_commit: F,
     ) -> Result<Vec<Outcome>, StoreError>
     where
@@ -361,6 +404,7 @@ impl Pipeline {
     {
         let parsed = || slots.iter().map(OnceLock::wait);
         let tx = store.begin()?;
+        on_begin(&tx)?;
         // Fast path: the whole batch without savepoints (they cost a journal copy of every page
         // a message touches). Should any message fail, the batch is rolled back and run again
         // with one savepoint per message, so that only the failing one is quarantined.
@@ -394,6 +438,7 @@ impl Pipeline {
             outcomes.clear();
             drafts.clear();
             let tx = store.begin()?;
+            on_begin(&tx)?;
             for (incoming, analysed) in batch.iter().zip(parsed()) {
                 let msg = &analysed.msg;
                 tx.prepare_cached("SAVEPOINT message")?.execute([])?;

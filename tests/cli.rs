@@ -513,3 +513,77 @@ fn two_processes_ingesting_into_one_database_both_succeed_without_duplicates() {
     assert_eq!(stats["acks_queued"], 200);
     assert_eq!(stats["duplicates"], 200);
 }
+
+#[test]
+fn quarantined_messages_are_listed_and_can_be_run_again_once_the_cause_is_gone() {
+    let app = TestApp::new();
+    let first = app.write(
+        "first.eml",
+        b"From: a@b.fr\r\nTo: support@example.test\r\nSubject: Facture\r\nMessage-ID: <q0@b.fr>\r\n\r\nBonjour, il me faut une facture pour octobre.\r\n",
+    );
+    app.ingest_file(&first);
+    // A failure inside the database for one subject: the only way to make a well-formed
+    // message fail on purpose.
+    let db = app.dir.path().join("data/supportd.sqlite3");
+    let trigger = "CREATE TRIGGER boom BEFORE INSERT ON messages
+                   WHEN NEW.subject = 'Widget absent' AND NEW.action != 'quarantined'
+                   BEGIN SELECT RAISE(ABORT, 'provoked failure'); END;";
+    rusqlite::Connection::open(&db)
+        .expect("db")
+        .execute_batch(trigger)
+        .expect("trigger");
+    let failing = app.write(
+        "failing.eml",
+        b"From: Thomas <thomas@atelier.fr>\r\nTo: support@example.test\r\nSubject: Widget absent\r\nMessage-ID: <q1@atelier.fr>\r\n\r\nLe widget ne s'affiche plus sur mon site depuis ce matin.\r\n",
+    );
+    assert_eq!(first_message(&app.ingest_file(&failing))["action"], "quarantined");
+    let listed = app.json(&["quarantine", "list", "--json"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed:#}");
+    assert_eq!(listed[0]["from"], "thomas@atelier.fr");
+    assert!(
+        listed[0]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("provoked failure"),
+        "{listed:#}"
+    );
+
+    // Still failing: it stays quarantined, under a new id.
+    let again = app.json(&["quarantine", "retry", "--all", "--json"]);
+    assert_eq!(first_message(&again)["action"], "quarantined");
+    let listed = app.json(&["quarantine", "list", "--json"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed:#}");
+
+    // The cause fixed: one ticket, one acknowledgement, nothing left in quarantine.
+    rusqlite::Connection::open(&db)
+        .expect("db")
+        .execute_batch("DROP TRIGGER boom")
+        .expect("drop");
+    let id = listed[0]["id"].as_i64().expect("id").to_string();
+    let retried = app.json(&["quarantine", "retry", &id, "--json"]);
+    let m = first_message(&retried);
+    assert_eq!(m["action"], "new", "{retried:#}");
+    assert_eq!(m["category"], "technical", "{retried:#}");
+    assert_eq!(m["source"], failing.display().to_string());
+    assert_eq!(
+        app.json(&["quarantine", "list", "--json"]).as_array().map(Vec::len),
+        Some(0)
+    );
+    let stats = app.json(&["stats", "--json"]);
+    assert_eq!(stats["tickets"], 2);
+    assert_eq!(stats["acks_queued"], 2);
+    assert_eq!(stats["quarantined"], 0);
+    let requeued: i64 = rusqlite::Connection::open(&db)
+        .expect("db")
+        .query_row(
+            "SELECT count(*) FROM events WHERE kind = 'requeued'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("events");
+    assert_eq!(requeued, 2);
+
+    let unknown = app.run(&["quarantine", "retry", "9999"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("9999 is not quarantined"));
+}

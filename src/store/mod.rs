@@ -26,6 +26,8 @@ pub enum StoreError {
     Sqlite(rusqlite::Error),
     #[error("cannot start the WAL checkpoint thread: {0}")]
     Thread(std::io::Error),
+    #[error("{0}")]
+    Changed(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -954,6 +956,94 @@ pub fn quarantined(conn: &Connection, limit: i64) -> Result<Vec<(i64, String, St
     )?;
     let rows = stmt.query_map(params![limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// A quarantined message as `quarantine list` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuarantinedItem {
+    pub id: i64,
+    #[serde(serialize_with = "ser_time")]
+    pub received_at: i64,
+    pub source: String,
+    pub from: String,
+    pub subject: String,
+    pub error: String,
+}
+
+/// Every quarantined message, oldest first.
+pub fn quarantine_list(conn: &Connection) -> Result<Vec<QuarantinedItem>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, received_at, source, from_addr, subject, COALESCE(error, '')
+         FROM messages WHERE action = 'quarantined' ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(QuarantinedItem {
+            id: r.get(0)?,
+            received_at: r.get(1)?,
+            source: r.get(2)?,
+            from: r.get(3)?,
+            subject: r.get(4)?,
+            error: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The raw bytes of a quarantined message, to run it through the pipeline again.
+pub struct QuarantinedRaw {
+    pub id: i64,
+    pub source: String,
+    pub raw: Vec<u8>,
+}
+
+/// The quarantined messages among `ids`, in the order given.
+pub fn quarantined_raw(conn: &Connection, ids: &[i64]) -> Result<Vec<QuarantinedRaw>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, source, raw FROM messages WHERE id = ?1 AND action = 'quarantined'",
+    )?;
+    let mut found = Vec::new();
+    for &id in ids {
+        if let Some(row) = stmt
+            .query_row(params![id], |r| {
+                Ok(QuarantinedRaw {
+                    id: r.get(0)?,
+                    source: r.get(1)?,
+                    raw: r.get(2)?,
+                })
+            })
+            .optional()?
+        {
+            found.push(row);
+        }
+    }
+    Ok(found)
+}
+
+/// Removes quarantined rows about to be ingested again, recording why each had been held;
+/// inside the transaction that ingests them, so a message is never in neither place.
+pub fn release_quarantined(conn: &Connection, ids: &[i64]) -> Result<()> {
+    for &id in ids {
+        let deleted: Option<Option<String>> = conn
+            .prepare_cached(
+                "DELETE FROM messages WHERE id = ?1 AND action = 'quarantined' RETURNING error",
+            )?
+            .query_row(params![id], |r| r.get(0))
+            .optional()?;
+        let Some(error) = deleted else {
+            return Err(StoreError::Changed(format!(
+                "quarantined message {id} was retried or removed meanwhile; nothing changed"
+            )));
+        };
+        record_event(
+            conn,
+            "requeued",
+            None,
+            Some(id),
+            None,
+            &format!("was quarantined: {}", error.unwrap_or_default()),
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
