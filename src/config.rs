@@ -126,6 +126,11 @@ pub struct GuardConfig {
     /// At most this many acknowledgements to one address per rolling day.
     #[serde(default = "default_acks_per_day")]
     pub max_acks_per_day: u32,
+    /// Mail the IMAP server received longer ago than this (its INTERNALDATE) is stored and
+    /// notified but not acknowledged: a first start on a mailbox with history, or a long
+    /// outage, must not answer months-old requests. 0 turns it off.
+    #[serde(default = "default_max_ack_age", with = "duration_text")]
+    pub max_ack_age: Duration,
 }
 
 impl Default for GuardConfig {
@@ -134,6 +139,7 @@ impl Default for GuardConfig {
             robot_local_parts: default_robot_local_parts(),
             max_acks_per_hour: default_acks_per_hour(),
             max_acks_per_day: default_acks_per_day(),
+            max_ack_age: default_max_ack_age(),
         }
     }
 }
@@ -257,6 +263,9 @@ fn default_templates_dir() -> PathBuf {
 }
 fn default_robot_local_parts() -> String {
     r"mailer-daemon|postmaster|abuse|root|noreply|no[-_.]?reply(?:[-_.+].*)?|do[-_.]?not[-_.]?reply(?:[-_.+].*)?|bounces?(?:[-_.+].*)?|notifications?".into()
+}
+fn default_max_ack_age() -> Duration {
+    Duration::from_secs(7 * 86400)
 }
 fn default_acks_per_hour() -> u32 {
     3

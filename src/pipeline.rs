@@ -40,6 +40,8 @@ pub struct Incoming {
     pub source: String,
     /// Only the headers were kept because the message was over the size limit.
     pub oversized: bool,
+    /// When the mail server received it (IMAP INTERNALDATE, unix seconds), where known.
+    pub delivered_at: Option<i64>,
 }
 
 impl Incoming {
@@ -48,6 +50,7 @@ impl Incoming {
             raw,
             source: source.into(),
             oversized: false,
+            delivered_at: None,
         }
     }
 }
@@ -118,6 +121,7 @@ pub struct Pipeline {
     signer: MessageIdSigner,
     max_acks_per_hour: u32,
     max_acks_per_day: u32,
+    max_ack_age: std::time::Duration,
     rules_dir: std::path::PathBuf,
     templates_dir: std::path::PathBuf,
     classifier: RwLock<Arc<Classifier>>,
@@ -183,6 +187,7 @@ impl Pipeline {
             signer: MessageIdSigner::new(&key, config.support_domain()),
             max_acks_per_hour: config.guard.max_acks_per_hour,
             max_acks_per_day: config.guard.max_acks_per_day,
+            max_ack_age: config.guard.max_ack_age,
             rules_dir: config.rules.dir.clone(),
             templates_dir: config.templates.dir.clone(),
             classifier: RwLock::new(Arc::new(classifier)),
@@ -677,7 +682,7 @@ impl Pipeline {
             .collect();
         let due = due_at.and_then(|t| chrono::DateTime::from_timestamp(t, 0));
 
-        let refusal = self.ack_refusal(conn, from, drafts)?;
+        let refusal = self.ack_refusal(conn, from, incoming.delivered_at, drafts)?;
         outcome.ack = match msg.from.as_ref() {
             None => {
                 let reason = refusal.unwrap_or_else(|| "no sender address".into());
@@ -848,10 +853,21 @@ impl Pipeline {
         &self,
         conn: &Connection,
         to: &str,
+        delivered_at: Option<i64>,
         drafts: &[Arc<Draft<'_>>],
     ) -> anyhow::Result<Option<String>> {
         if to.is_empty() {
             return Ok(Some("no sender address".into()));
+        }
+        let max_age = i64::try_from(self.max_ack_age.as_secs()).unwrap_or(i64::MAX);
+        if let Some(at) = delivered_at
+            && max_age > 0
+            && store::now().saturating_sub(at) > max_age
+        {
+            return Ok(Some(format!(
+                "received {} ago, over guard.max_ack_age",
+                wording_age(store::now().saturating_sub(at))
+            )));
         }
         if self.own_addresses.iter().any(|a| a == to) {
             return Ok(Some("sender is our own address".into()));
@@ -1085,6 +1101,15 @@ impl Pipeline {
                 )
             }
         }
+    }
+}
+
+/// "3 days", "5 hours": for a reason an admin reads.
+fn wording_age(secs: i64) -> String {
+    match secs {
+        s if s >= 2 * 86400 => format!("{} days", s / 86400),
+        s if s >= 2 * 3600 => format!("{} hours", s / 3600),
+        s => format!("{} minutes", s / 60),
     }
 }
 

@@ -536,7 +536,10 @@ fn quarantined_messages_are_listed_and_can_be_run_again_once_the_cause_is_gone()
         "failing.eml",
         b"From: Thomas <thomas@atelier.fr>\r\nTo: support@example.test\r\nSubject: Widget absent\r\nMessage-ID: <q1@atelier.fr>\r\n\r\nLe widget ne s'affiche plus sur mon site depuis ce matin.\r\n",
     );
-    assert_eq!(first_message(&app.ingest_file(&failing))["action"], "quarantined");
+    assert_eq!(
+        first_message(&app.ingest_file(&failing))["action"],
+        "quarantined"
+    );
     let listed = app.json(&["quarantine", "list", "--json"]);
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed:#}");
     assert_eq!(listed[0]["from"], "thomas@atelier.fr");
@@ -566,7 +569,9 @@ fn quarantined_messages_are_listed_and_can_be_run_again_once_the_cause_is_gone()
     assert_eq!(m["category"], "technical", "{retried:#}");
     assert_eq!(m["source"], failing.display().to_string());
     assert_eq!(
-        app.json(&["quarantine", "list", "--json"]).as_array().map(Vec::len),
+        app.json(&["quarantine", "list", "--json"])
+            .as_array()
+            .map(Vec::len),
         Some(0)
     );
     let stats = app.json(&["stats", "--json"]);

@@ -728,3 +728,45 @@ async fn without_idle_run_polls_every_interval() {
         .expect("task")
         .expect("run() is Ok on shutdown");
 }
+
+#[tokio::test]
+async fn mail_the_server_received_long_ago_is_stored_but_not_acknowledged() {
+    let env = Env::new("old");
+    // A first start on a mailbox with history: INTERNALDATE is when the server received it.
+    let mut session = imap::connect(&env.imap("")).await.expect("connect");
+    session
+        .append(
+            "INBOX",
+            None,
+            Some("\"01-Jan-2026 10:00:00 +0000\""),
+            &message(&env.address, "Old request", 300),
+        )
+        .await
+        .expect("APPEND old");
+    session
+        .append(
+            "INBOX",
+            None,
+            None,
+            &message(&env.address, "New request", 300),
+        )
+        .await
+        .expect("APPEND new");
+    session.logout().await.expect("logout");
+
+    let mut intake = env.intake("");
+    assert_eq!(intake.poll_once().await.expect("poll"), 2);
+    assert_eq!(env.inbound(), 2);
+    assert_eq!(env.count("SELECT count(*) FROM tickets"), 2);
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox WHERE kind = 'ack' AND status = 'queued'"),
+        1
+    );
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM outbox WHERE kind = 'ack' AND status = 'suppressed'
+             AND last_error LIKE 'received % days ago, over guard.max_ack_age'"
+        ),
+        1
+    );
+}

@@ -200,3 +200,33 @@ fn a_batch_prepared_during_a_commit_is_ingested_next_and_an_unused_one_changes_n
     let stats = store::stats(store.conn()).expect("stats");
     assert_eq!((stats.tickets, stats.messages), (100, 100));
 }
+
+#[test]
+fn mail_received_longer_ago_than_max_ack_age_gets_a_ticket_and_a_notification_but_no_ack() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path());
+    let mut store = Store::open(&config.storage.database).expect("open");
+    let pipeline = Pipeline::new(&config, &mut store).expect("pipeline");
+    let now = chrono::Utc::now().timestamp();
+    let batch = [None, Some(now - 86_400), Some(now - 8 * 86_400)]
+        .into_iter()
+        .enumerate()
+        .map(|(n, delivered_at)| Incoming {
+            delivered_at,
+            ..mail(n, "Connexion impossible")
+        })
+        .collect();
+    let outcomes = pipeline
+        .ingest_batch(&mut store, batch, |_| Ok(()))
+        .expect("batch");
+    assert_eq!(outcomes[0].ack, AckDecision::Queued);
+    assert_eq!(outcomes[1].ack, AckDecision::Queued);
+    assert_eq!(
+        outcomes[2].ack,
+        AckDecision::Suppressed("received 8 days ago, over guard.max_ack_age".into())
+    );
+    assert!(outcomes.iter().all(|o| o.action == Action::New));
+    let stats = store::stats(store.conn()).expect("stats");
+    assert_eq!((stats.tickets, stats.acks_queued), (3, 2));
+    assert_eq!(stats.notifications_queued, 3);
+}

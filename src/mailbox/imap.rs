@@ -1053,10 +1053,11 @@ impl Intake {
         let present: Vec<u32> = raws.keys().copied().collect();
         let batch: Vec<Incoming> = raws
             .into_iter()
-            .map(|(uid, (raw, oversized))| Incoming {
+            .map(|(uid, (raw, oversized, delivered_at))| Incoming {
                 raw,
                 source: format!("imap:{mailbox}:{validity}:{uid}"),
                 oversized,
+                delivered_at,
             })
             .collect();
         Ok(Fetched {
@@ -1114,7 +1115,7 @@ impl Intake {
         &self,
         live: &mut Live,
         uids: &[u32],
-    ) -> Result<BTreeMap<u32, (Vec<u8>, bool)>, ImapError> {
+    ) -> Result<BTreeMap<u32, RawMail>, ImapError> {
         // Keeps the bounded channel from overflowing during a long catch-up; the NOOP and
         // SEARCH before the next round find whatever these announced.
         drain_news!(live.session.unsolicited_responses);
@@ -1149,7 +1150,8 @@ impl Intake {
             .map(|(&u, &s)| (u, s))
             .filter(|&(_, s)| s > max)
             .collect();
-        let mut raws: BTreeMap<u32, (Vec<u8>, bool)> = BTreeMap::new();
+        let mut raws: BTreeMap<u32, RawMail> = BTreeMap::new();
+        let delivered = |f: &Fetch| f.internal_date().map(|d| d.timestamp());
         if !small.is_empty() {
             let small_uids: Vec<u32> = small.iter().map(|&(u, _)| u).collect();
             let bytes: u64 = small.iter().map(|&(_, s)| s).sum();
@@ -1159,7 +1161,7 @@ impl Intake {
                 collect_fetch(
                     &mut live.session,
                     &uid_set(&small_uids),
-                    "(UID BODY.PEEK[])",
+                    "(UID INTERNALDATE BODY.PEEK[])",
                 ),
             )
             .await?;
@@ -1167,7 +1169,7 @@ impl Intake {
                 if let (Some(uid), Some(body)) = (f.uid, f.body())
                     && sizes.contains_key(&uid)
                 {
-                    raws.insert(uid, (body.to_vec(), false));
+                    raws.insert(uid, (body.to_vec(), false, delivered(f)));
                 }
             }
         }
@@ -1188,7 +1190,7 @@ impl Intake {
                 collect_fetch(
                     &mut live.session,
                     &uid_set(&large_uids),
-                    "(UID BODY.PEEK[HEADER])",
+                    "(UID INTERNALDATE BODY.PEEK[HEADER])",
                 ),
             )
             .await?;
@@ -1196,7 +1198,7 @@ impl Intake {
                 if let (Some(uid), Some(header)) = (f.uid, f.header())
                     && sizes.contains_key(&uid)
                 {
-                    raws.insert(uid, (header.to_vec(), true));
+                    raws.insert(uid, (header.to_vec(), true, delivered(f)));
                 }
             }
         }
@@ -1211,7 +1213,7 @@ impl Intake {
         &self,
         live: &mut Live,
         uids: &[u32],
-        raws: &BTreeMap<u32, (Vec<u8>, bool)>,
+        raws: &BTreeMap<u32, RawMail>,
     ) -> Result<(), ImapError> {
         let missing: Vec<u32> = uids
             .iter()
@@ -1379,6 +1381,10 @@ impl Intake {
         .map_err(ImapError::Store)
     }
 }
+
+/// A message's bytes (or only its headers when over the size limit), and when the server
+/// received it.
+type RawMail = (Vec<u8>, bool, Option<i64>);
 
 /// A batch fetched from the server, its analysis under way.
 struct Fetched {
