@@ -27,6 +27,16 @@ fn config(dir: &Path) -> Config {
     .expect("config")
 }
 
+/// A fresh database in a temporary folder (kept while the first value lives), and a
+/// pipeline on it.
+fn setup() -> (tempfile::TempDir, Config, Store, Pipeline) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path());
+    let mut store = Store::open(&config.storage.database).expect("open");
+    let pipeline = Pipeline::new(&config, &mut store).expect("pipeline");
+    (dir, config, store, pipeline)
+}
+
 fn mail(n: usize, subject: &str) -> Incoming {
     Incoming::new(
         format!(
@@ -42,9 +52,7 @@ fn mail(n: usize, subject: &str) -> Incoming {
 
 #[test]
 fn a_message_that_fails_in_the_database_is_quarantined_and_the_rest_of_the_batch_goes_on() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = config(dir.path());
-    let mut store = Store::open(&config.storage.database).expect("open");
+    let (_dir, _, mut store, pipeline) = setup();
     store
         .conn()
         .execute_batch(
@@ -53,7 +61,6 @@ fn a_message_that_fails_in_the_database_is_quarantined_and_the_rest_of_the_batch
              BEGIN SELECT RAISE(ABORT, 'provoked failure'); END;",
         )
         .expect("trigger");
-    let pipeline = Pipeline::new(&config, &mut store).expect("pipeline");
     let batch: Vec<Incoming> = (0..60)
         .map(|n| {
             mail(
@@ -107,10 +114,7 @@ fn a_message_that_fails_in_the_database_is_quarantined_and_the_rest_of_the_batch
 
 #[test]
 fn mail_rendered_by_the_workers_is_queued_in_the_order_the_writer_decided_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = config(dir.path());
-    let mut store = Store::open(&config.storage.database).expect("open");
-    let pipeline = Pipeline::new(&config, &mut store).expect("pipeline");
+    let (_dir, _, mut store, pipeline) = setup();
     for round in 0..3 {
         let batch: Vec<Incoming> = (0..200)
             .map(|n| mail(round * 1000 + n, "Connexion impossible"))
@@ -140,10 +144,7 @@ fn mail_rendered_by_the_workers_is_queued_in_the_order_the_writer_decided_it() {
 
 #[test]
 fn one_pipeline_fed_from_two_threads_with_two_connections_finishes_both_without_stalling() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = config(dir.path());
-    let mut first = Store::open(&config.storage.database).expect("open");
-    let pipeline = Pipeline::new(&config, &mut first).expect("pipeline");
+    let (_dir, config, first, pipeline) = setup();
     let started = std::time::Instant::now();
     std::thread::scope(|s| {
         let feeders: Vec<_> = [first, Store::open(&config.storage.database).expect("open")]
@@ -178,10 +179,7 @@ fn one_pipeline_fed_from_two_threads_with_two_connections_finishes_both_without_
 
 #[test]
 fn a_batch_prepared_during_a_commit_is_ingested_next_and_an_unused_one_changes_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = config(dir.path());
-    let mut store = Store::open(&config.storage.database).expect("open");
-    let pipeline = Pipeline::new(&config, &mut store).expect("pipeline");
+    let (_dir, _, mut store, pipeline) = setup();
     let batch = |from: usize| (from..from + 50).map(|n| mail(n, "Connexion")).collect();
     let mut second = None;
     let first = pipeline
@@ -203,10 +201,7 @@ fn a_batch_prepared_during_a_commit_is_ingested_next_and_an_unused_one_changes_n
 
 #[test]
 fn mail_received_longer_ago_than_max_ack_age_gets_a_ticket_and_a_notification_but_no_ack() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = config(dir.path());
-    let mut store = Store::open(&config.storage.database).expect("open");
-    let pipeline = Pipeline::new(&config, &mut store).expect("pipeline");
+    let (_dir, _, mut store, pipeline) = setup();
     let now = chrono::Utc::now().timestamp();
     let batch = [None, Some(now - 86_400), Some(now - 8 * 86_400)]
         .into_iter()
