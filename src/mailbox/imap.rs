@@ -986,10 +986,10 @@ impl Intake {
             // the one after it: the network and the database each wait less for the other. A
             // prefetched batch that is never committed (an error, a stop) is fetched again
             // later; a committed one whose marking fails is marked by the catch-up.
-            let batches = self.batches(live, &uids).await?;
+            let (batches, sizes) = self.batches(live, &uids).await?;
             let mut chunks = batches.iter().map(Vec::as_slice);
             let mut fetched = match chunks.next() {
-                Some(chunk) => Some(self.fetch_prepared(live, chunk).await?),
+                Some(chunk) => Some(self.fetch_prepared(live, chunk, &sizes).await?),
                 None => None,
             };
             let mut to_mark: Vec<u32> = Vec::new();
@@ -1002,7 +1002,7 @@ impl Intake {
                         self.mark(live, &marking).await?;
                     }
                     match next {
-                        Some(next) => Ok(Some(self.fetch_prepared(live, next).await?)),
+                        Some(next) => Ok(Some(self.fetch_prepared(live, next, &sizes).await?)),
                         None => Ok::<_, ImapError>(None),
                     }
                 };
@@ -1026,8 +1026,14 @@ impl Intake {
     /// `uids` (ascending) cut into batches of at most `batch_size` messages and, unless one
     /// message alone is larger, [`BATCH_BYTES`]: with two batches in memory at once (one
     /// committing, one fetched ahead), a backlog of large attachments must not exhaust memory
-    /// and crash-loop the daemon on the same batch.
-    async fn batches(&self, live: &mut Live, uids: &[u32]) -> Result<Vec<Vec<u32>>, ImapError> {
+    /// and crash-loop the daemon on the same batch. Also returns each message's size, which
+    /// [`Self::fetch`] needs.
+    async fn batches(
+        &self,
+        live: &mut Live,
+        uids: &[u32],
+    ) -> Result<(Vec<Vec<u32>>, BTreeMap<u32, u64>), ImapError> {
+        drain_news!(live.session.unsolicited_responses);
         let answers = timed(
             "UID FETCH (RFC822.SIZE)",
             COMMAND_TIMEOUT,
@@ -1036,18 +1042,33 @@ impl Intake {
         .await?;
         let mut sizes: BTreeMap<u32, u64> = BTreeMap::new();
         for f in &answers {
-            if let (Some(uid), Some(size)) = (f.uid, f.size) {
-                let size = u64::from(size).min(self.config.max_message_size);
-                let entry = sizes.entry(uid).or_default();
-                *entry = (*entry).max(size);
+            // An unsolicited FETCH (another client changing flags) may carry no size: it must
+            // neither drop the message nor hide a large size.
+            if let Some(uid) = f.uid.filter(|u| uids.binary_search(u).is_ok()) {
+                let size = f.size.map_or(0, u64::from);
+                sizes
+                    .entry(uid)
+                    .and_modify(|s| *s = (*s).max(size))
+                    .or_insert(size);
             }
         }
-        Ok(cut_batches(uids, &sizes, self.batch_size(), BATCH_BYTES))
+        // Over-limit mail is fetched headers only: it weighs little in a batch.
+        let max = self.config.max_message_size;
+        let weights: BTreeMap<u32, u64> = sizes.iter().map(|(&u, &s)| (u, s.min(max))).collect();
+        Ok((
+            cut_batches(uids, &weights, self.batch_size(), BATCH_BYTES),
+            sizes,
+        ))
     }
 
     /// Fetches a batch of UIDs (ascending) and starts its analysis on the worker pool.
-    async fn fetch_prepared(&self, live: &mut Live, uids: &[u32]) -> Result<Fetched, ImapError> {
-        let raws = self.fetch(live, uids).await?;
+    async fn fetch_prepared(
+        &self,
+        live: &mut Live,
+        uids: &[u32],
+        sizes: &BTreeMap<u32, u64>,
+    ) -> Result<Fetched, ImapError> {
+        let raws = self.fetch(live, uids, sizes).await?;
         let mailbox = &self.config.mailbox;
         let validity = live.uidvalidity;
         let present: Vec<u32> = raws.keys().copied().collect();
@@ -1109,35 +1130,24 @@ impl Intake {
         Ok(present)
     }
 
-    /// The raw bytes of `uids` (ascending) by UID, and whether only the headers were taken
-    /// (over `max_message_size`). UIDs expunged meanwhile are absent.
+    /// The raw bytes of `uids` (ascending) by UID, whether only the headers were taken
+    /// (over `max_message_size`, by `known_sizes`) and when the server received each. UIDs
+    /// expunged meanwhile are absent.
     async fn fetch(
         &self,
         live: &mut Live,
         uids: &[u32],
+        known_sizes: &BTreeMap<u32, u64>,
     ) -> Result<BTreeMap<u32, RawMail>, ImapError> {
         // Keeps the bounded channel from overflowing during a long catch-up; the NOOP and
         // SEARCH before the next round find whatever these announced.
         drain_news!(live.session.unsolicited_responses);
-        let set = uid_set(uids);
-        let mut sizes: BTreeMap<u32, u64> = BTreeMap::new();
-        let answers = timed(
-            "UID FETCH (RFC822.SIZE)",
-            COMMAND_TIMEOUT,
-            collect_fetch(&mut live.session, &set, "(UID RFC822.SIZE)"),
-        )
-        .await?;
-        for f in &answers {
-            // An unsolicited FETCH (another client changing flags) may carry no size: it must
-            // neither drop the message nor hide a large size.
-            if let Some(uid) = f.uid.filter(|u| uids.binary_search(u).is_ok()) {
-                let size = f.size.map_or(0, u64::from);
-                sizes
-                    .entry(uid)
-                    .and_modify(|s| *s = (*s).max(size))
-                    .or_insert(size);
-            }
-        }
+        // A UID without a size was expunged before the size FETCH: nothing to fetch, and
+        // `check_nothing_skipped` makes sure it is really gone.
+        let sizes: BTreeMap<u32, u64> = uids
+            .iter()
+            .filter_map(|u| known_sizes.get(u).map(|&s| (*u, s)))
+            .collect();
 
         let max = self.config.max_message_size;
         let small: Vec<(u32, u64)> = sizes
