@@ -416,17 +416,12 @@ impl Pipeline {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut drafts: Vec<Arc<Draft<'a>>> = Vec::new();
         let mut failed = false;
+        // One message through the pipeline; `at` is the index its outcome will have.
+        let process = |tx: &Connection, incoming, analysed, at, drafts: &mut Vec<_>| {
+            self.process(tx, classifier, templates, incoming, analysed, at, drafts)
+        };
         for (incoming, analysed) in batch.iter().zip(parsed()) {
-            let at = outcomes.len();
-            match self.process(
-                &tx,
-                classifier,
-                templates,
-                incoming,
-                analysed,
-                at,
-                &mut drafts,
-            ) {
+            match process(&tx, incoming, analysed, outcomes.len(), &mut drafts) {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(_) => {
                     failed = true;
@@ -447,16 +442,8 @@ impl Pipeline {
             for (incoming, analysed) in batch.iter().zip(parsed()) {
                 let msg = &analysed.msg;
                 tx.prepare_cached("SAVEPOINT message")?.execute([])?;
-                let (at, drafted) = (outcomes.len(), drafts.len());
-                match self.process(
-                    &tx,
-                    classifier,
-                    templates,
-                    incoming,
-                    analysed,
-                    at,
-                    &mut drafts,
-                ) {
+                let drafted = drafts.len();
+                match process(&tx, incoming, analysed, outcomes.len(), &mut drafts) {
                     Ok(outcome) => {
                         tx.prepare_cached("RELEASE message")?.execute([])?;
                         outcomes.push(outcome);
