@@ -1,127 +1,61 @@
 //! One batch of raw messages in, one committed transaction out.
 //!
 //! Entry point: [`Pipeline::ingest_batch`]. Each message goes parse → guard → thread → classify →
-//! store → reply (acknowledgement and team notification queued in the outbox), all inside one
-//! SQLite transaction for the batch, so a crash leaves either everything or nothing. Should one
-//! message fail, the batch is run again with a savepoint per message, so that it alone is rolled
-//! back and quarantined (raw bytes and the error kept) while the rest of the batch goes on.
+//! store → reply, all inside one SQLite transaction for the batch, so a crash leaves either
+//! everything or nothing. The stages decide; this module only runs them in order and records
+//! what they decided: [`thread::Threading::resolve`] picks the ticket,
+//! [`guard::may_acknowledge`] says whether the customer may be answered, [`reply::Draft`]
+//! describes the mail to send. Should one message fail, the batch is run again with a savepoint
+//! per message, so that it alone is rolled back and quarantined (raw bytes and the error kept)
+//! while the rest of the batch goes on.
 //!
-//! Threads: this one is the only SQLite writer; workers (one per core) parse, guard and classify
-//! ahead of it, then render the mail it decides on (see `jobs`).
+//! Threads: this one is the only SQLite writer; workers (one per core, `pool`) parse, guard and
+//! classify ahead of it, then render the mail it decides on (`jobs`).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, OnceLock, RwLock, mpsc};
 
 use anyhow::Context;
 use rusqlite::Connection;
-use serde::Serialize;
 
 use crate::classify::Classifier;
 use crate::config::Config;
-use crate::guard::{self, Automated, AutomatedKind, GuardPolicy};
-use crate::parse::{self, ParsedMessage};
-use crate::reply::{self, AckInput, Identity, NotificationInput, Templates};
+use crate::guard::{self, AckHistory, AckPolicy, AutomatedKind, GuardPolicy};
+use crate::parse::ParsedMessage;
+use crate::reply::{self, AckDraft, Draft, Identity, NotificationDraft, Templates};
 use crate::store::{self, Store, StoreError};
-use crate::thread::{self, IdOrigin, MessageIdSigner, ThreadHints};
+use crate::thread::{self, MessageIdSigner, Threading};
 
 mod jobs;
+mod outcome;
+mod pool;
+mod record;
+
 use jobs::{JobQueue, Results};
+pub use outcome::{AckDecision, Action, Incoming, Outcome};
+pub use pool::Prepared;
+use pool::{Analysed, Analyser, map_parallel};
 
 type Rendered = Result<reply::Outgoing, reply::ReplyError>;
 
-/// Requests shorter than this (in characters of new text) get the "tell us more" acknowledgement.
-const MIN_REQUEST_CHARS: usize = 10;
-
-/// A raw message and where it came from.
-#[derive(Debug, Clone)]
-pub struct Incoming {
-    pub raw: Vec<u8>,
-    /// File path, `stdin`, or `imap:<mailbox>:<uidvalidity>:<uid>`; kept for the operator.
-    pub source: String,
-    /// Only the headers were kept because the message was over the size limit.
-    pub oversized: bool,
-    /// When the mail server received it (IMAP INTERNALDATE, unix seconds), where known.
-    pub delivered_at: Option<i64>,
-}
-
-impl Incoming {
-    pub fn new(raw: Vec<u8>, source: impl Into<String>) -> Self {
-        Self {
-            raw,
-            source: source.into(),
-            oversized: false,
-            delivered_at: None,
-        }
-    }
-}
-
-/// What happened to one message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Opened a ticket.
-    New,
-    /// Added to an existing ticket.
-    Reply,
-    /// Already stored: nothing changed.
-    Duplicate,
-    /// Machine-generated: stored, never acknowledged.
-    Automated,
-    /// Failed in the pipeline: stored raw with the error.
-    Quarantined,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::New => "new",
-            Action::Reply => "reply",
-            Action::Duplicate => "duplicate",
-            Action::Automated => "automated",
-            Action::Quarantined => "quarantined",
-        }
-    }
-}
-
-/// Whether an acknowledgement went into the outbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "ack", content = "reason")]
-pub enum AckDecision {
-    Queued,
-    Suppressed(String),
-    NotApplicable,
-}
-
-/// The committed decision for one message.
-#[derive(Debug, Clone, Serialize)]
-pub struct Outcome {
-    pub source: String,
-    pub ticket: Option<String>,
-    pub action: Action,
-    pub category: Option<String>,
-    /// As it appears in headers, with angle brackets.
-    pub message_id: String,
-    pub automated: Option<String>,
-    #[serde(flatten)]
-    pub ack: AckDecision,
-    /// Quarantine reason.
-    pub error: Option<String>,
+/// A draft and the index of the outcome it belongs to (an acknowledgement that fails to render
+/// corrects that outcome).
+struct Planned<'a> {
+    outcome: usize,
+    draft: Draft<'a>,
 }
 
 /// Everything the pipeline needs that does not change per message.
 pub struct Pipeline {
-    prefix: String,
+    threading: Threading,
+    acks: AckPolicy,
     support_address: String,
     team_address: Option<String>,
-    agents: Vec<String>,
     own_addresses: Vec<String>,
     default_locale: String,
     identity: Identity,
     analyser: Arc<Analyser>,
     signer: MessageIdSigner,
-    max_acks_per_hour: u32,
-    max_acks_per_day: u32,
-    max_ack_age: std::time::Duration,
     rules_dir: std::path::PathBuf,
     templates_dir: std::path::PathBuf,
     classifier: RwLock<Arc<Classifier>>,
@@ -163,16 +97,25 @@ impl Pipeline {
             .timezone
             .parse()
             .map_err(|e| anyhow::anyhow!("support.timezone: {e}"))?;
+        let support_address = config.support.address.to_ascii_lowercase();
         Ok(Pipeline {
-            prefix: config.support.ticket_prefix.clone(),
-            support_address: config.support.address.to_ascii_lowercase(),
+            threading: Threading {
+                prefix: config.support.ticket_prefix.clone(),
+                support_address: support_address.clone(),
+                agents: config
+                    .support
+                    .agents
+                    .iter()
+                    .map(|a| a.to_ascii_lowercase())
+                    .collect(),
+            },
+            acks: AckPolicy {
+                own_addresses: own_addresses.clone(),
+                max_per_hour: config.guard.max_acks_per_hour,
+                max_per_day: config.guard.max_acks_per_day,
+                max_age: config.guard.max_ack_age,
+            },
             team_address: config.support.team_address.clone(),
-            agents: config
-                .support
-                .agents
-                .iter()
-                .map(|a| a.to_ascii_lowercase())
-                .collect(),
             own_addresses,
             default_locale: config.support.default_locale.clone(),
             identity: Identity {
@@ -182,12 +125,10 @@ impl Pipeline {
             },
             analyser: Arc::new(Analyser {
                 guard,
-                support_address: config.support.address.to_ascii_lowercase(),
+                support_address: support_address.clone(),
             }),
+            support_address,
             signer: MessageIdSigner::new(&key, config.support_domain()),
-            max_acks_per_hour: config.guard.max_acks_per_hour,
-            max_acks_per_day: config.guard.max_acks_per_day,
-            max_ack_age: config.guard.max_ack_age,
             rules_dir: config.rules.dir.clone(),
             templates_dir: config.templates.dir.clone(),
             classifier: RwLock::new(Arc::new(classifier)),
@@ -325,7 +266,7 @@ impl Pipeline {
         let templates = self.templates();
         // Once the analyses are done the pool's threads render the mail the writer decides
         // on, while it goes on with the next message's SQL.
-        let renders: JobQueue<Arc<Draft<'_>>> = JobQueue::default();
+        let renders: JobQueue<Arc<Planned<'_>>> = JobQueue::default();
         let (rendered_tx, rendered) = mpsc::channel();
         // A batch's workers hold every pool thread until its writer finishes. Were two batches
         // let in at once, one writer could hold SQLite's write lock while waiting for analyses
@@ -345,8 +286,8 @@ impl Pipeline {
                     // Analyses the prepare-time jobs have not reached yet come first: the
                     // writer needs them in order.
                     prepared.analyse_all(analyser);
-                    while let Some((seq, draft)) = renders.pop() {
-                        let result = self.render_guarded(&draft, templates);
+                    while let Some((seq, planned)) = renders.pop() {
+                        let result = self.render(&planned, templates);
                         if rendered_tx.send((seq, result)).is_err() {
                             break;
                         }
@@ -373,22 +314,11 @@ impl Pipeline {
         })
     }
 
-    /// Renders one draft; a panic in a template helper or in lettre becomes an error for that
-    /// mail rather than a lost worker the writer would wait for.
-    fn render_guarded(
-        &self,
-        draft: &Draft<'_>,
-        templates: &Templates,
-    ) -> Result<reply::Outgoing, reply::ReplyError> {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            render(draft, templates, &self.identity, &self.default_locale)
-        }))
-        .unwrap_or_else(|_| {
-            Err(reply::ReplyError::Build {
-                what: "mail",
-                reason: "rendering panicked".into(),
-            })
-        })
+    /// Renders one planned mail with the identity and team locale of this pipeline.
+    fn render(&self, planned: &Planned<'_>, templates: &Templates) -> Rendered {
+        planned
+            .draft
+            .render(templates, &self.identity, &self.default_locale)
     }
 
     /// The writer's half of [`Self::ingest_batch`]: one transaction for the whole batch.
@@ -400,7 +330,7 @@ impl Pipeline {
         slots: &'a [OnceLock<Analysed>],
         classifier: &Classifier,
         templates: &Templates,
-        renderers: Results<'_, Arc<Draft<'a>>, Rendered>,
+        renderers: Results<'_, Arc<Planned<'a>>, Rendered>,
         on_begin: &dyn Fn(&Connection) -> Result<(), StoreError>,
         before_commit: F,
     ) -> Result<Vec<Outcome>, StoreError>
@@ -414,7 +344,7 @@ impl Pipeline {
         // a message touches). Should any message fail, the batch is rolled back and run again
         // with one savepoint per message, so that only the failing one is quarantined.
         let mut outcomes = Vec::with_capacity(batch.len());
-        let mut drafts: Vec<Arc<Draft<'a>>> = Vec::new();
+        let mut drafts: Vec<Arc<Planned<'a>>> = Vec::new();
         let mut failed = false;
         // One message through the pipeline; `at` is the index its outcome will have.
         let process = |tx: &Connection, incoming, analysed, at, drafts: &mut Vec<_>| {
@@ -463,7 +393,7 @@ impl Pipeline {
                             error.cause_chain = ?e,
                             "message quarantined: {e:#}"
                         );
-                        outcomes.push(quarantine(&tx, incoming, msg, &format!("{e:#}"))?);
+                        outcomes.push(record::quarantine(&tx, incoming, msg, &format!("{e:#}"))?);
                     }
                 }
             }
@@ -472,11 +402,11 @@ impl Pipeline {
             tx
         };
         let rendered = if failed {
-            map_parallel(&drafts, |d| self.render_guarded(d, templates))
+            map_parallel(&drafts, |d| self.render(d, templates))
         } else {
             renderers.collect(
                 drafts.len(),
-                |d| self.render_guarded(d, templates),
+                |d| self.render(d, templates),
                 || {
                     Err(reply::ReplyError::Build {
                         what: "mail",
@@ -485,8 +415,8 @@ impl Pipeline {
                 },
             )
         };
-        for (draft, result) in drafts.iter().zip(rendered) {
-            self.queue_draft(&tx, draft, result, &mut outcomes)?;
+        for (planned, result) in drafts.iter().zip(rendered) {
+            record::queue_planned(&tx, planned, result, &mut outcomes)?;
         }
         before_commit(&tx)?;
         tx.commit()?;
@@ -515,7 +445,7 @@ impl Pipeline {
         incoming: &'a Incoming,
         analysed: &'a Analysed,
         at: usize,
-        drafts: &mut Vec<Arc<Draft<'a>>>,
+        drafts: &mut Vec<Arc<Planned<'a>>>,
     ) -> anyhow::Result<Outcome> {
         let msg = &analysed.msg;
         if let Some(failure) = &analysed.failure {
@@ -546,7 +476,10 @@ impl Pipeline {
 
         let automated = &analysed.automated;
         let from = msg.from_address();
-        let link = self.find_ticket(conn, msg, automated.as_ref())?;
+        let is_bounce = automated
+            .as_ref()
+            .is_some_and(|a| a.kind == AutomatedKind::Bounce);
+        let link = self.threading.resolve(conn, &self.signer, msg, is_bounce)?;
 
         let mut outcome = Outcome {
             source: incoming.source.clone(),
@@ -561,8 +494,8 @@ impl Pipeline {
 
         if let Some(auto) = &automated {
             outcome.action = Action::Automated;
-            let ticket = link.as_ref().map(|(t, _)| t);
-            let row = self.insert_inbound(
+            let ticket = link.as_ref().map(|l| &l.ticket);
+            let row = record::insert_inbound(
                 conn,
                 incoming,
                 msg,
@@ -578,16 +511,16 @@ impl Pipeline {
                 store::touch_ticket(conn, t.id, now)?;
             }
             if auto.kind == AutomatedKind::Bounce {
-                self.record_bounce(conn, msg, ticket, row, now)?;
+                record::record_bounce(conn, msg, ticket, row, now)?;
             }
             return Ok(outcome);
         }
 
-        if let Some((ticket, how)) = link {
+        if let Some(thread::Link { ticket, reason }) = link {
             outcome.action = Action::Reply;
             outcome.ticket = Some(ticket.ticket_ref.clone());
             outcome.category = Some(ticket.category.clone());
-            self.insert_inbound(
+            record::insert_inbound(
                 conn,
                 incoming,
                 msg,
@@ -598,22 +531,21 @@ impl Pipeline {
                 now,
             )?;
             if store::touch_ticket(conn, ticket.id, now)? {
+                let how = reason.to_string();
                 store::record_event(conn, "reopened", Some(ticket.id), None, Some(from), &how)?;
             }
-            self.add_cc_participants(conn, ticket.id, msg)?;
-            if incoming.oversized {
-                store::flag_ticket(conn, ticket.id, "oversized")?;
-            }
-            self.draft_notification(
+            self.record_participants(conn, ticket.id, msg, incoming)?;
+            let notification = self.draft_notification(
                 classifier,
-                drafts,
                 ticket,
                 msg,
                 incoming,
-                Vec::new(),
-                Vec::new(),
+                (Vec::new(), Vec::new()),
                 "reply",
             );
+            if let Some(draft) = notification {
+                drafts.push(Arc::new(Planned { outcome: at, draft }));
+            }
             return Ok(outcome);
         }
 
@@ -628,7 +560,7 @@ impl Pipeline {
         let (ticket_id, ticket_ref) = store::create_ticket(
             conn,
             &store::NewTicket {
-                prefix: &self.prefix,
+                prefix: &self.threading.prefix,
                 customer: from,
                 customer_name: msg.from.as_ref().and_then(|m| m.name.as_deref()),
                 subject: &msg.subject,
@@ -638,7 +570,7 @@ impl Pipeline {
                 language: &locale,
             },
         )?;
-        self.insert_inbound(
+        record::insert_inbound(
             conn,
             incoming,
             msg,
@@ -648,68 +580,51 @@ impl Pipeline {
             None,
             now,
         )?;
-        self.add_cc_participants(conn, ticket_id, msg)?;
-        if incoming.oversized {
-            store::flag_ticket(conn, ticket_id, "oversized")?;
-        }
+        self.record_participants(conn, ticket_id, msg, incoming)?;
         outcome.ticket = Some(ticket_ref.clone());
         outcome.category = Some(category.id.clone());
         let ticket =
             store::ticket(conn, ticket_id)?.context("the ticket just created is not there")?;
-        let tips: Vec<String> = classification
-            .tips
-            .iter()
-            .filter_map(|t| {
-                t.text
-                    .get(&locale)
-                    .or_else(|| t.text.get("en"))
-                    .or_else(|| t.text.values().next())
-                    .cloned()
-            })
-            .collect();
-        let due = due_at.and_then(|t| chrono::DateTime::from_timestamp(t, 0));
+        let tips = reply::tips_in(&classification.tips, &locale);
 
-        let refusal = self.ack_refusal(conn, from, incoming.delivered_at, drafts)?;
-        outcome.ack = match msg.from.as_ref() {
-            None => {
-                let reason = refusal.unwrap_or_else(|| "no sender address".into());
-                store::record_event(conn, "ack_suppressed", Some(ticket_id), None, None, &reason)?;
-                AckDecision::Suppressed(reason)
-            }
-            Some(customer) => {
-                let decision = match &refusal {
-                    None => AckDecision::Queued,
-                    Some(reason) => {
-                        store::record_event(
-                            conn,
-                            "ack_suppressed",
-                            Some(ticket_id),
-                            None,
-                            Some(from),
-                            reason,
-                        )?;
-                        AckDecision::Suppressed(reason.clone())
-                    }
-                };
-                drafts.push(Arc::new(Draft::Ack {
-                    outcome: at,
-                    ticket_id,
-                    ticket_ref: ticket_ref.clone(),
-                    // Kept with its reason when suppressed, so an admin sees what was held back.
-                    suppressed: refusal,
-                    locale: locale.clone(),
-                    customer: customer.clone(),
-                    msg,
-                    label: category.label_for(&locale).to_string(),
-                    promise,
-                    due,
-                    tips: tips.clone(),
-                    short: msg.new_text.trim().chars().count() < MIN_REQUEST_CHARS,
-                    message_id: self.signer.generate("ack"),
-                }));
-                decision
-            }
+        let history = BatchHistory {
+            conn,
+            drafts: drafts.as_slice(),
         };
+        let decision =
+            guard::may_acknowledge(&self.acks, &history, from, incoming.delivered_at, now)?;
+        let refusal = decision.err().map(|r| r.to_string());
+        if let Some(reason) = &refusal {
+            let address = msg.from.as_ref().map(|_| from);
+            store::record_event(
+                conn,
+                "ack_suppressed",
+                Some(ticket_id),
+                None,
+                address,
+                reason,
+            )?;
+        }
+        outcome.ack = match &refusal {
+            None => AckDecision::Queued,
+            Some(reason) => AckDecision::Suppressed(reason.clone()),
+        };
+        if let Some(customer) = &msg.from {
+            let draft = Draft::Ack(AckDraft {
+                ticket_id,
+                ticket_ref: ticket_ref.clone(),
+                suppressed: refusal,
+                locale: locale.clone(),
+                customer: customer.clone(),
+                msg,
+                category_label: category.label_for(&locale).to_string(),
+                promise,
+                due_at: due_at.and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
+                tips: tips.clone(),
+                message_id: self.signer.generate("ack"),
+            });
+            drafts.push(Arc::new(Planned { outcome: at, draft }));
+        }
         let matched: Vec<String> = classification
             .matches
             .iter()
@@ -725,162 +640,33 @@ impl Pipeline {
         } else {
             "new"
         };
-        self.draft_notification(
-            classifier, drafts, ticket, msg, incoming, matched, tips, action,
-        );
+        if let Some(draft) =
+            self.draft_notification(classifier, ticket, msg, incoming, (matched, tips), action)
+        {
+            drafts.push(Arc::new(Planned { outcome: at, draft }));
+        }
         Ok(outcome)
     }
 
-    /// The ticket this message continues, and how it was found; None for a new request.
-    fn find_ticket(
+    /// The people the customer copied join the ticket; an oversized message flags it.
+    fn record_participants(
         &self,
         conn: &Connection,
+        ticket_id: i64,
         msg: &ParsedMessage,
-        automated: Option<&Automated>,
-    ) -> anyhow::Result<Option<(store::Ticket, String)>> {
-        let hints = ThreadHints::from_message(msg, &self.prefix, &self.support_address);
-        let from = msg.from_address();
-        let is_bounce = automated.is_some_and(|a| a.kind == AutomatedKind::Bounce);
-        let mut ids: Vec<String> = Vec::new();
-        for id in hints
-            .parent_ids
-            .iter()
-            .chain(msg.bounced_message_ids.iter())
-        {
-            match self.signer.origin(id) {
-                IdOrigin::Forged => {
-                    store::record_event(
-                        conn,
-                        "forged_reference",
-                        None,
-                        None,
-                        Some(from),
-                        &format!("<{id}>"),
-                    )?;
-                }
-                _ => ids.push(id.clone()),
-            }
+        incoming: &Incoming,
+    ) -> Result<(), StoreError> {
+        record::add_cc_participants(
+            conn,
+            ticket_id,
+            msg,
+            &self.own_addresses,
+            &self.support_address,
+        )?;
+        if incoming.oversized {
+            store::flag_ticket(conn, ticket_id, "oversized")?;
         }
-        let mut candidates: Vec<(i64, String)> = Vec::new();
-        if let Some((t, id)) = store::ticket_by_message_ids(conn, &ids)? {
-            candidates.push((t, format!("references <{id}>")));
-        } else if let Some((t, id)) = store::ticket_by_shared_ref(conn, &ids)? {
-            // The parent is a message we never received, but another message on a ticket
-            // answered it too: the same conversation.
-            candidates.push((t, format!("shares the reference <{id}>")));
-        }
-        if let Some(n) = hints.subject_ticket {
-            candidates.push((n, format!("subject token [{}-{n}]", self.prefix)));
-        }
-        if let Some(n) = hints.plus_ticket {
-            candidates.push((
-                n,
-                format!("plus address {}+{}-{n}", self.support_address, self.prefix),
-            ));
-        }
-        for (ticket_id, how) in candidates {
-            let Some(ticket) = store::ticket(conn, ticket_id)? else {
-                continue;
-            };
-            // A bounce of one of our own (signed) messages comes from a mailer, not a participant.
-            let ours = how.starts_with("references <sd.");
-            let allowed = (is_bounce && ours)
-                || thread::may_join(from, &store::participants(conn, ticket_id)?, &self.agents);
-            if allowed {
-                return Ok(Some((ticket, how)));
-            }
-            store::record_event(
-                conn,
-                "link_refused",
-                Some(ticket_id),
-                None,
-                Some(from),
-                &format!(
-                    "{} is not a participant of {} ({how})",
-                    display_or_none(from),
-                    ticket.ticket_ref
-                ),
-            )?;
-        }
-        Ok(None)
-    }
-
-    fn record_bounce(
-        &self,
-        conn: &Connection,
-        msg: &ParsedMessage,
-        ticket: Option<&store::Ticket>,
-        row: i64,
-        now: i64,
-    ) -> anyhow::Result<()> {
-        let Some(ticket) = ticket else {
-            return Ok(());
-        };
-        let mut bounced: Vec<&str> = msg.failed_recipients.iter().map(String::as_str).collect();
-        if bounced.is_empty() {
-            bounced.push(&ticket.customer);
-        }
-        for address in bounced {
-            store::mark_bouncing(conn, address, now)?;
-            store::record_event(
-                conn,
-                "bounce",
-                Some(ticket.id),
-                Some(row),
-                Some(address),
-                &msg.subject,
-            )?;
-        }
-        store::flag_ticket(conn, ticket.id, "bouncing")?;
         Ok(())
-    }
-
-    /// Why no acknowledgement may go to `to`, if it may not.
-    fn ack_refusal(
-        &self,
-        conn: &Connection,
-        to: &str,
-        delivered_at: Option<i64>,
-        drafts: &[Arc<Draft<'_>>],
-    ) -> anyhow::Result<Option<String>> {
-        if to.is_empty() {
-            return Ok(Some("no sender address".into()));
-        }
-        let max_age = i64::try_from(self.max_ack_age.as_secs()).unwrap_or(i64::MAX);
-        if let Some(at) = delivered_at
-            && max_age > 0
-            && store::now().saturating_sub(at) > max_age
-        {
-            return Ok(Some(format!(
-                "received {} ago, over guard.max_ack_age",
-                wording_age(store::now().saturating_sub(at))
-            )));
-        }
-        if self.own_addresses.iter().any(|a| a == to) {
-            return Ok(Some("sender is our own address".into()));
-        }
-        if store::is_bouncing(conn, to)? {
-            return Ok(Some("address is bouncing".into()));
-        }
-        let now = store::now();
-        // Acknowledgements decided earlier in this batch are not in the outbox yet.
-        let in_batch = drafts
-            .iter()
-            .filter(|d| matches!(&***d, Draft::Ack { customer, suppressed: None, .. } if customer.address == to))
-            .count() as u32;
-        if store::acks_since(conn, to, now - 3600)? + in_batch >= self.max_acks_per_hour {
-            return Ok(Some(format!(
-                "rate limit: {} per hour",
-                self.max_acks_per_hour
-            )));
-        }
-        if store::acks_since(conn, to, now - 86400)? + in_batch >= self.max_acks_per_day {
-            return Ok(Some(format!(
-                "rate limit: {} per day",
-                self.max_acks_per_day
-            )));
-        }
-        Ok(None)
     }
 
     fn locale_for(&self, msg: &ParsedMessage, templates: &Templates) -> String {
@@ -891,505 +677,57 @@ impl Pipeline {
             .to_string()
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn insert_inbound(
-        &self,
-        conn: &Connection,
-        incoming: &Incoming,
-        msg: &ParsedMessage,
-        ticket_id: Option<i64>,
-        action: &str,
-        category: Option<&str>,
-        automated: Option<&str>,
-        now: i64,
-    ) -> anyhow::Result<i64> {
-        let row = store::insert_message(
-            conn,
-            &store::NewMessage {
-                ticket_id,
-                direction: "in",
-                message_id: &msg.message_id,
-                raw_sha256: &msg.raw_sha256,
-                in_reply_to: &msg.in_reply_to.join(" "),
-                refs: &msg.references.join(" "),
-                from_addr: msg.from_address(),
-                from_name: msg.from.as_ref().and_then(|m| m.name.as_deref()),
-                to_addrs: &msg.recipients().join(" "),
-                subject: &msg.subject,
-                date: msg.date,
-                received_at: now,
-                action,
-                category,
-                language: msg.language.as_deref(),
-                automated,
-                new_text: &msg.new_text,
-                full_text: &msg.text,
-                attachments: &serde_json::to_string(&msg.attachments)
-                    .unwrap_or_else(|_| "[]".into()),
-                size: msg.size as i64,
-                raw: &incoming.raw,
-                source: &incoming.source,
-                warnings: &msg.warnings.join("\n"),
-                error: None,
-            },
-        )?;
-        if let Some(t) = ticket_id {
-            let cited: Vec<String> = msg
-                .in_reply_to
-                .iter()
-                .chain(msg.references.iter())
-                .filter(|id| **id != msg.message_id)
-                .cloned()
-                .collect();
-            store::record_refs(conn, t, &cited)?;
-        }
-        Ok(row)
-    }
-
-    /// Everyone the customer wrote to, except us, may take part in the conversation.
-    fn add_cc_participants(
-        &self,
-        conn: &Connection,
-        ticket_id: i64,
-        msg: &ParsedMessage,
-    ) -> anyhow::Result<()> {
-        for m in msg.to.iter().chain(msg.cc.iter()) {
-            let a = m.address.as_str();
-            if self.own_addresses.iter().any(|o| o == a)
-                || thread::plus_tag(a, &self.support_address).is_some()
-            {
-                continue;
-            }
-            store::add_participant(conn, ticket_id, a, "cc")?;
-        }
-        Ok(())
-    }
-
-    /// Writes `out` to the outbox, where a reply that cites its Message-ID finds the ticket.
-    fn queue(
-        &self,
-        conn: &Connection,
-        kind: &str,
-        ticket_id: i64,
-        out: &reply::Outgoing,
-        suppressed: Option<&str>,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        store::enqueue(
-            conn,
-            &store::NewOutgoing {
-                kind,
-                ticket_id: Some(ticket_id),
-                to_addr: &out.to,
-                subject: &out.subject,
-                message_id: &out.message_id,
-                in_reply_to: out.in_reply_to.as_deref(),
-                raw: &out.raw,
-                status: if suppressed.is_some() {
-                    "suppressed"
-                } else {
-                    "queued"
-                },
-                last_error: suppressed,
-                at: now,
-            },
-        )?;
-        Ok(())
-    }
-
-    /// Adds the team notification for `ticket`, when a team address is configured.
-    #[allow(clippy::too_many_arguments)]
+    /// The team notification for `ticket`, when a team address is configured: `(matched rules,
+    /// tips)` for a new request, `action` is the template's wording (`new`, `reply`,
+    /// `oversized`).
     fn draft_notification<'a>(
         &self,
         classifier: &Classifier,
-        drafts: &mut Vec<Arc<Draft<'a>>>,
         ticket: store::Ticket,
         msg: &'a ParsedMessage,
         incoming: &'a Incoming,
-        matched: Vec<String>,
-        tips: Vec<String>,
+        (matched, tips): (Vec<String>, Vec<String>),
         action: &'static str,
-    ) {
-        let Some(team) = &self.team_address else {
-            return;
-        };
-        let label = classifier
+    ) -> Option<Draft<'a>> {
+        let team = self.team_address.as_ref()?;
+        let category_label = classifier
             .category(&ticket.category)
             .map(|c| c.label_for(&self.default_locale).to_string())
             .unwrap_or_else(|| ticket.category.clone());
-        drafts.push(Arc::new(Draft::Notification {
+        Some(Draft::Notification(NotificationDraft {
             ticket,
             msg,
-            incoming,
+            original_raw: &incoming.raw,
             matched,
             tips,
             action,
-            label,
+            category_label,
             to: team.clone(),
             message_id: self.signer.generate("note"),
-        }));
-    }
-
-    /// Queues one rendered draft; a template error is recorded instead.
-    fn queue_draft(
-        &self,
-        conn: &Connection,
-        draft: &Draft<'_>,
-        rendered: Result<reply::Outgoing, reply::ReplyError>,
-        outcomes: &mut [Outcome],
-    ) -> Result<(), StoreError> {
-        let now = store::now();
-        match (draft, rendered) {
-            (
-                Draft::Ack {
-                    ticket_id,
-                    suppressed,
-                    ..
-                },
-                Ok(out),
-            ) => self.queue(conn, "ack", *ticket_id, &out, suppressed.as_deref(), now),
-            (Draft::Notification { ticket, .. }, Ok(out)) => {
-                self.queue(conn, "notification", ticket.id, &out, None, now)
-            }
-            (
-                Draft::Ack {
-                    outcome,
-                    ticket_id,
-                    ticket_ref,
-                    customer,
-                    ..
-                },
-                Err(e),
-            ) => {
-                let reason = format!("template error: {e}");
-                tracing::error!(ticket = %ticket_ref, "acknowledgement not rendered: {e}");
-                store::record_event(
-                    conn,
-                    "ack_failed",
-                    Some(*ticket_id),
-                    None,
-                    Some(&customer.address),
-                    &reason,
-                )?;
-                if let Some(o) = outcomes.get_mut(*outcome) {
-                    o.ack = AckDecision::Suppressed(reason);
-                }
-                Ok(())
-            }
-            (Draft::Notification { ticket, .. }, Err(e)) => {
-                tracing::error!(ticket = %ticket.ticket_ref, "team notification not rendered: {e}");
-                store::record_event(
-                    conn,
-                    "notification_failed",
-                    Some(ticket.id),
-                    None,
-                    None,
-                    &e.to_string(),
-                )
-            }
-        }
+        }))
     }
 }
 
-/// "3 days", "5 hours": for a reason an admin reads.
-fn wording_age(secs: i64) -> String {
-    match secs {
-        s if s >= 2 * 86400 => format!("{} days", s / 86400),
-        s if s >= 2 * 3600 => format!("{} hours", s / 3600),
-        s => format!("{} minutes", s / 60),
-    }
+/// Earlier acknowledgements to an address: those in the outbox, and those this batch decided
+/// but has not queued yet.
+struct BatchHistory<'c, 'd, 'a> {
+    conn: &'c Connection,
+    drafts: &'d [Arc<Planned<'a>>],
 }
 
-fn display_or_none(from: &str) -> &str {
-    if from.is_empty() { "(no sender)" } else { from }
-}
-
-/// Mail decided while the transaction runs, rendered once the batch's decisions are made.
-enum Draft<'a> {
-    Ack {
-        /// Index of the message's outcome, corrected if rendering fails.
-        outcome: usize,
-        ticket_id: i64,
-        ticket_ref: String,
-        suppressed: Option<String>,
-        locale: String,
-        customer: parse::Mailbox,
-        msg: &'a ParsedMessage,
-        label: String,
-        promise: Option<(u32, u32)>,
-        due: Option<chrono::DateTime<chrono::Utc>>,
-        tips: Vec<String>,
-        short: bool,
-        message_id: String,
-    },
-    Notification {
-        ticket: store::Ticket,
-        msg: &'a ParsedMessage,
-        incoming: &'a Incoming,
-        matched: Vec<String>,
-        tips: Vec<String>,
-        action: &'static str,
-        label: String,
-        to: String,
-        message_id: String,
-    },
-}
-
-fn render(
-    draft: &Draft<'_>,
-    templates: &Templates,
-    identity: &Identity,
-    default_locale: &str,
-) -> Result<reply::Outgoing, reply::ReplyError> {
-    match draft {
-        Draft::Ack {
-            ticket_ref,
-            locale,
-            customer,
-            msg,
-            label,
-            promise,
-            due,
-            tips,
-            short,
-            message_id,
-            ..
-        } => templates.render_ack(
-            identity,
-            &AckInput {
-                locale,
-                ticket_ref,
-                customer,
-                original_subject: &msg.subject,
-                customer_message_id: customer_id(msg),
-                customer_references: &msg.references,
-                category_label: label,
-                promise: *promise,
-                due_at: *due,
-                tips,
-                short: *short,
-                message_id,
-            },
-        ),
-        Draft::Notification {
-            ticket,
-            msg,
-            incoming,
-            matched,
-            tips,
-            action,
-            label,
-            to,
-            message_id,
-        } => {
-            let customer = msg.from.clone().unwrap_or(parse::Mailbox {
-                name: None,
-                address: ticket.customer.clone(),
-            });
-            templates.render_notification(
-                identity,
-                &NotificationInput {
-                    locale: default_locale,
-                    ticket_ref: &ticket.ticket_ref,
-                    customer: &customer,
-                    original_subject: &msg.subject,
-                    category_label: label,
-                    category_id: &ticket.category,
-                    matched_rules: matched,
-                    tips,
-                    due_at: ticket
-                        .due_at
-                        .and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
-                    new_text: &msg.new_text,
-                    action,
-                    automated: None,
-                    original_raw: &incoming.raw,
-                    to,
-                    message_id,
-                    customer_message_id: customer_id(msg),
-                },
-            )
-        }
-    }
-}
-
-/// The customer's Message-ID for In-Reply-To, or "" (none) when we made it up: their mail
-/// client never saw a synthesised id, so citing it would thread nothing.
-fn customer_id(msg: &ParsedMessage) -> &str {
-    if msg.message_id_synthesized {
-        ""
-    } else {
-        &msg.message_id
-    }
-}
-
-/// `f` over `items`, in order, on as many threads as there are cores (up to four) once there
-/// are enough items to pay for the threads.
-fn map_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    const PARALLEL_FROM: usize = 32;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(4);
-    if items.len() < PARALLEL_FROM || threads < 2 {
-        return items.iter().map(f).collect();
-    }
-    let chunk = items.len().div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    })
-}
-
-/// What analysing a message needs, shared with the worker pool's jobs.
-struct Analyser {
-    guard: GuardPolicy,
-    support_address: String,
-}
-
-impl Analyser {
-    /// Parse, guard and classify one message. A panic in any of them (a parser bug on some
-    /// unforeseen input) is caught so the message is quarantined instead of the daemon dying.
-    fn analyse(&self, incoming: &Incoming, classifier: &Classifier) -> Analysed {
-        let work = || {
-            let msg = parse_one(incoming);
-            Analysed {
-                automated: guard::inspect(&msg, &self.guard),
-                classification: classifier.classify_message(&msg, &self.support_address),
-                msg,
-                failure: None,
-            }
-        };
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|_| {
-            let sha = parse::sha256_hex(&incoming.raw);
-            let msg = ParsedMessage {
-                message_id: format!("{}@panic.supportd.invalid", &sha[..32]),
-                message_id_synthesized: true,
-                raw_sha256: sha,
-                size: incoming.raw.len(),
-                ..Default::default()
-            };
-            Analysed {
-                automated: None,
-                classification: classifier.classify_message(&msg, &self.support_address),
-                msg,
-                failure: Some("the parser panicked on this message".into()),
-            }
-        })
-    }
-}
-
-/// A batch whose analysis runs on the worker pool; see [`Pipeline::prepare`].
-#[derive(Clone)]
-pub struct Prepared {
-    batch: Arc<Vec<Incoming>>,
-    slots: Arc<[OnceLock<Analysed>]>,
-    /// The next message to analyse: every job claims in order until none is left, so the
-    /// writer never waits for one that no running job will take.
-    next: Arc<AtomicUsize>,
-    /// The rules as they were when the batch was prepared; the writer uses the same.
-    classifier: Arc<Classifier>,
-}
-
-impl Prepared {
-    fn analyse_all(&self, analyser: &Analyser) {
-        loop {
-            let i = self.next.fetch_add(1, Ordering::Relaxed);
-            let Some(incoming) = self.batch.get(i) else {
-                return;
-            };
-            let _ = self.slots[i].set(analyser.analyse(incoming, &self.classifier));
-        }
+impl AckHistory for BatchHistory<'_, '_, '_> {
+    fn is_bouncing(&self, address: &str) -> Result<bool, StoreError> {
+        store::is_bouncing(self.conn, address)
     }
 
-    /// How many messages the batch holds.
-    pub fn len(&self) -> usize {
-        self.batch.len()
+    fn acks_since(&self, address: &str, since: i64) -> Result<u32, StoreError> {
+        let in_batch = self
+            .drafts
+            .iter()
+            .filter(|p| {
+                matches!(&p.draft, Draft::Ack(a) if a.suppressed.is_none() && a.customer.address == address)
+            })
+            .count() as u32;
+        Ok(store::acks_since(self.conn, address, since)? + in_batch)
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.batch.is_empty()
-    }
-}
-
-/// What can be known of a message without the database.
-struct Analysed {
-    msg: ParsedMessage,
-    automated: Option<Automated>,
-    /// Used only if the message turns out to open a ticket; cheap enough to compute for all,
-    /// off the single database writer.
-    classification: crate::classify::Classification,
-    /// Why the message could not be analysed; it is quarantined.
-    failure: Option<String>,
-}
-
-fn parse_one(incoming: &Incoming) -> ParsedMessage {
-    let mut msg = parse::parse(&incoming.raw);
-    if incoming.oversized {
-        msg.warnings
-            .push("over max_message_size: only the headers were kept".into());
-    }
-    msg
-}
-
-/// Stores a message that failed in the pipeline, raw bytes and error, and reports it.
-fn quarantine(
-    conn: &Connection,
-    incoming: &Incoming,
-    msg: &ParsedMessage,
-    error: &str,
-) -> Result<Outcome, StoreError> {
-    // A fresh id: the original may be what made the insert fail (and the sha still dedupes a
-    // second delivery of the same bytes).
-    let qid = format!(
-        "q.{}.{}@quarantine.invalid",
-        &msg.raw_sha256[..16],
-        store::now()
-    );
-    let id = store::insert_message(
-        conn,
-        &store::NewMessage {
-            ticket_id: None,
-            direction: "in",
-            message_id: &qid,
-            raw_sha256: &msg.raw_sha256,
-            in_reply_to: "",
-            refs: "",
-            from_addr: msg.from_address(),
-            from_name: None,
-            to_addrs: "",
-            subject: &msg.subject,
-            date: msg.date,
-            received_at: store::now(),
-            action: "quarantined",
-            category: None,
-            language: None,
-            automated: None,
-            new_text: "",
-            full_text: "",
-            attachments: "[]",
-            size: incoming.raw.len() as i64,
-            raw: &incoming.raw,
-            source: &incoming.source,
-            warnings: &format!("original Message-ID: <{}>", msg.message_id),
-            error: Some(error),
-        },
-    )?;
-    store::record_event(conn, "quarantined", None, Some(id), None, error)?;
-    Ok(Outcome {
-        source: incoming.source.clone(),
-        ticket: None,
-        action: Action::Quarantined,
-        category: None,
-        message_id: format!("<{}>", msg.message_id),
-        automated: None,
-        ack: AckDecision::NotApplicable,
-        error: Some(error.to_string()),
-    })
 }

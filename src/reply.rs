@@ -5,6 +5,7 @@
 //! every value that reaches a header is stripped of control characters first, so neither an
 //! admin's template nor a customer's name or subject can add a header.
 
+mod draft;
 mod message;
 mod wording;
 
@@ -21,6 +22,7 @@ use handlebars::{
 };
 use serde::Serialize;
 
+pub use draft::{AckDraft, Draft, MIN_REQUEST_CHARS, NotificationDraft, tips_in};
 use wording::Lang;
 
 /// Loop header put on everything we send; its value is our own address.

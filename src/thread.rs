@@ -1,10 +1,12 @@
 //! Which ticket a message belongs to, and whether its sender may join it.
 //!
-//! Entry points: [`ThreadHints::from_message`] collects every link a message offers, strongest
-//! first (In-Reply-To and References, nearest first; then the subject token `[CHT-12]`; then the
-//! plus-address `support+CHT-12@`); [`MessageIdSigner`] makes and checks our own Message-IDs. The
-//! store resolves the hints against what it holds; [`may_join`] decides whether the sender may
-//! post on the ticket found, so that knowing a ticket number is not enough to hijack it.
+//! Entry point: [`Threading::resolve`] decides which ticket a message continues, if any, and
+//! says how ([`LinkReason`]). It collects every link the message offers
+//! ([`ThreadHints::from_message`], strongest first: In-Reply-To and References, nearest first;
+//! then the ids other messages on a ticket cite; then the subject token `[CHT-12]`; then the
+//! plus-address `support+CHT-12@`), looks each up in the store, and keeps the first ticket the
+//! sender may join ([`may_join`]), so that knowing a ticket number is not enough to hijack it.
+//! [`MessageIdSigner`] makes and checks our own Message-IDs; a forged one is refused.
 
 use std::sync::LazyLock;
 
@@ -12,7 +14,10 @@ use hmac::{Hmac, Mac};
 use regex::Regex;
 use sha2::Sha256;
 
+use rusqlite::Connection;
+
 use crate::parse::ParsedMessage;
+use crate::store::{self, StoreError};
 
 /// Every link a message offers to an existing ticket, strongest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -84,6 +89,136 @@ pub fn plus_tag<'a>(address: &'a str, support_address: &str) -> Option<(&'a str,
 /// Returns true if and only if `from` is among `participants` or `agents` (all lower-case).
 pub fn may_join(from: &str, participants: &[String], agents: &[String]) -> bool {
     !from.is_empty() && (participants.iter().any(|p| p == from) || agents.iter().any(|a| a == from))
+}
+
+/// How a message was found to continue a ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkReason {
+    /// In-Reply-To or References names a message stored on the ticket (`id` without brackets);
+    /// `ours` when it is one of our signed ids.
+    References { id: String, ours: bool },
+    /// The parent never reached us, but another message on the ticket cites the same id.
+    SharedReference { id: String },
+    /// A `[PREFIX-n]` token in the subject.
+    SubjectToken { prefix: String, number: i64 },
+    /// Sent to `support+PREFIX-n@domain`.
+    PlusAddress { address: String },
+}
+
+impl std::fmt::Display for LinkReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkReason::References { id, .. } => write!(f, "references <{id}>"),
+            LinkReason::SharedReference { id } => write!(f, "shares the reference <{id}>"),
+            LinkReason::SubjectToken { prefix, number } => {
+                write!(f, "subject token [{prefix}-{number}]")
+            }
+            LinkReason::PlusAddress { address } => write!(f, "plus address {address}"),
+        }
+    }
+}
+
+/// The ticket a message continues, and how it was found.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub ticket: store::Ticket,
+    pub reason: LinkReason,
+}
+
+/// What threading needs to know about us: the ticket prefix, the support address and who the
+/// agents are.
+#[derive(Debug, Clone)]
+pub struct Threading {
+    /// Ticket prefix, e.g. `CHT` for `CHT-12`.
+    pub prefix: String,
+    /// The support address, lower-cased.
+    pub support_address: String,
+    /// Agents' addresses, lower-cased: they may post on any ticket.
+    pub agents: Vec<String>,
+}
+
+impl Threading {
+    /// The ticket `msg` continues, or `None` for a new request.
+    ///
+    /// Candidates are tried strongest first (see the module doc); the first one whose ticket
+    /// the sender may join wins. A bounce (`is_bounce`) of one of our signed messages joins
+    /// without the participant check: it comes from a mailer, not a participant. A cited id
+    /// shaped like ours with a wrong signature is ignored and recorded as `forged_reference`;
+    /// a candidate the sender may not join is recorded as `link_refused`.
+    ///
+    /// # Errors
+    /// Database errors only.
+    pub fn resolve(
+        &self,
+        conn: &Connection,
+        signer: &MessageIdSigner,
+        msg: &ParsedMessage,
+        is_bounce: bool,
+    ) -> Result<Option<Link>, StoreError> {
+        let hints = ThreadHints::from_message(msg, &self.prefix, &self.support_address);
+        let from = msg.from_address();
+        let mut ids: Vec<String> = Vec::new();
+        for id in hints
+            .parent_ids
+            .iter()
+            .chain(msg.bounced_message_ids.iter())
+        {
+            if signer.origin(id) == IdOrigin::Forged {
+                store::record_event(
+                    conn,
+                    "forged_reference",
+                    None,
+                    None,
+                    Some(from),
+                    &format!("<{id}>"),
+                )?;
+            } else {
+                ids.push(id.clone());
+            }
+        }
+        let mut candidates: Vec<(i64, LinkReason)> = Vec::new();
+        if let Some((t, id)) = store::ticket_by_message_ids(conn, &ids)? {
+            let ours = signer.origin(&id) == IdOrigin::Ours;
+            candidates.push((t, LinkReason::References { id, ours }));
+        } else if let Some((t, id)) = store::ticket_by_shared_ref(conn, &ids)? {
+            candidates.push((t, LinkReason::SharedReference { id }));
+        }
+        if let Some(number) = hints.subject_ticket {
+            let prefix = self.prefix.clone();
+            candidates.push((number, LinkReason::SubjectToken { prefix, number }));
+        }
+        if let Some(number) = hints.plus_ticket {
+            let address = match self.support_address.split_once('@') {
+                Some((local, domain)) => format!("{local}+{}-{number}@{domain}", self.prefix),
+                None => self.support_address.clone(),
+            };
+            candidates.push((number, LinkReason::PlusAddress { address }));
+        }
+        for (ticket_id, reason) in candidates {
+            let Some(ticket) = store::ticket(conn, ticket_id)? else {
+                continue;
+            };
+            let ours = matches!(reason, LinkReason::References { ours: true, .. });
+            if (is_bounce && ours)
+                || may_join(from, &store::participants(conn, ticket_id)?, &self.agents)
+            {
+                return Ok(Some(Link { ticket, reason }));
+            }
+            let who = if from.is_empty() { "(no sender)" } else { from };
+            store::record_event(
+                conn,
+                "link_refused",
+                Some(ticket_id),
+                None,
+                Some(from),
+                &format!(
+                    "{who} is not a participant of {} ({reason})",
+                    ticket.ticket_ref
+                ),
+            )?;
+        }
+        Ok(None)
+    }
 }
 
 type HmacSha256 = Hmac<Sha256>;

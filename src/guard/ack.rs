@@ -1,0 +1,251 @@
+//! May we acknowledge this request? The automated-mail verdict ([`super::inspect`]) says whether
+//! a message came from a machine; this says whether a person's request may be answered now:
+//! not to ourselves, not to an address that bounces, not for mail received long ago, and not
+//! more often than the per-sender limits (RFC 3834 §2: "an automatic responder [...] should not
+//! respond more than once [...] in a period").
+//!
+//! Entry point: [`may_acknowledge`], pure logic over an [`AckHistory`] the pipeline answers
+//! from the store.
+
+use std::time::Duration;
+
+use crate::store::StoreError;
+
+/// Limits on acknowledgements, from `[guard]` and `[support]`.
+#[derive(Debug, Clone)]
+pub struct AckPolicy {
+    /// Our own addresses, lower-cased: never acknowledged.
+    pub own_addresses: Vec<String>,
+    /// Acknowledgements to one address in any hour (`guard.max_acks_per_hour`).
+    pub max_per_hour: u32,
+    /// Acknowledgements to one address in any 24 hours (`guard.max_acks_per_day`).
+    pub max_per_day: u32,
+    /// Mail the server received longer ago than this gets no acknowledgement
+    /// (`guard.max_ack_age`; zero turns the check off).
+    pub max_age: Duration,
+}
+
+/// What is known of earlier mail to an address.
+pub trait AckHistory {
+    /// Returns true if and only if mail to `address` bounced and nothing has cleared it since.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn is_bouncing(&self, address: &str) -> Result<bool, StoreError>;
+
+    /// How many acknowledgements to `address` were decided at or after `since` (unix seconds),
+    /// counting those not yet in the outbox.
+    ///
+    /// # Errors
+    /// Database errors.
+    fn acks_since(&self, address: &str, since: i64) -> Result<u32, StoreError>;
+}
+
+/// Why an acknowledgement is withheld. `Display` gives the reason recorded for the admin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The message has no usable sender address.
+    NoSender,
+    /// The mail server received it `age_secs` seconds ago, more than `guard.max_ack_age`.
+    TooOld { age_secs: i64 },
+    /// The sender is one of our own addresses.
+    OwnAddress,
+    /// Mail to the sender bounces.
+    Bouncing,
+    /// The sender had this many acknowledgements in the last hour already.
+    HourlyLimit(u32),
+    /// The sender had this many acknowledgements in the last day already.
+    DailyLimit(u32),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::NoSender => f.write_str("no sender address"),
+            Refusal::TooOld { age_secs } => write!(
+                f,
+                "received {} ago, over guard.max_ack_age",
+                wording_age(*age_secs)
+            ),
+            Refusal::OwnAddress => f.write_str("sender is our own address"),
+            Refusal::Bouncing => f.write_str("address is bouncing"),
+            Refusal::HourlyLimit(n) => write!(f, "rate limit: {n} per hour"),
+            Refusal::DailyLimit(n) => write!(f, "rate limit: {n} per day"),
+        }
+    }
+}
+
+/// Decides whether an acknowledgement may go to `to` (lower-cased) for mail the server received
+/// at `delivered_at` (unix seconds, when known), at `now`.
+///
+/// Checks run cheapest first, so the history is asked only when it matters.
+///
+/// # Errors
+/// The history could not be read; the caller decides nothing then.
+pub fn may_acknowledge(
+    policy: &AckPolicy,
+    history: &impl AckHistory,
+    to: &str,
+    delivered_at: Option<i64>,
+    now: i64,
+) -> Result<Result<(), Refusal>, StoreError> {
+    if to.is_empty() {
+        return Ok(Err(Refusal::NoSender));
+    }
+    let max_age = i64::try_from(policy.max_age.as_secs()).unwrap_or(i64::MAX);
+    if let Some(at) = delivered_at {
+        let age_secs = now.saturating_sub(at);
+        if max_age > 0 && age_secs > max_age {
+            return Ok(Err(Refusal::TooOld { age_secs }));
+        }
+    }
+    if policy.own_addresses.iter().any(|a| a == to) {
+        return Ok(Err(Refusal::OwnAddress));
+    }
+    if history.is_bouncing(to)? {
+        return Ok(Err(Refusal::Bouncing));
+    }
+    if history.acks_since(to, now - 3600)? >= policy.max_per_hour {
+        return Ok(Err(Refusal::HourlyLimit(policy.max_per_hour)));
+    }
+    if history.acks_since(to, now - 86400)? >= policy.max_per_day {
+        return Ok(Err(Refusal::DailyLimit(policy.max_per_day)));
+    }
+    Ok(Ok(()))
+}
+
+/// "3 days", "5 hours": for a reason an admin reads.
+fn wording_age(secs: i64) -> String {
+    match secs {
+        s if s >= 2 * 86400 => format!("{} days", s / 86400),
+        s if s >= 2 * 3600 => format!("{} hours", s / 3600),
+        s => format!("{} minutes", s / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    const NOW: i64 = 1_800_000_000;
+
+    /// Acknowledgements sent at the given times; `bouncing` addresses bounce. Counts how often
+    /// it was asked, to show the cheap checks come first.
+    #[derive(Default)]
+    struct Past {
+        acks: Vec<(&'static str, i64)>,
+        bouncing: Vec<&'static str>,
+        asked: Cell<u32>,
+    }
+
+    impl AckHistory for Past {
+        fn is_bouncing(&self, address: &str) -> Result<bool, StoreError> {
+            self.asked.set(self.asked.get() + 1);
+            Ok(self.bouncing.contains(&address))
+        }
+        fn acks_since(&self, address: &str, since: i64) -> Result<u32, StoreError> {
+            self.asked.set(self.asked.get() + 1);
+            Ok(self
+                .acks
+                .iter()
+                .filter(|(a, t)| *a == address && *t >= since)
+                .count() as u32)
+        }
+    }
+
+    fn policy() -> AckPolicy {
+        AckPolicy {
+            own_addresses: vec!["support@example.test".into(), "help@example.test".into()],
+            max_per_hour: 3,
+            max_per_day: 10,
+            max_age: Duration::from_secs(7 * 86400),
+        }
+    }
+
+    fn decide(past: &Past, to: &str, delivered_at: Option<i64>) -> Result<(), Refusal> {
+        may_acknowledge(&policy(), past, to, delivered_at, NOW).unwrap()
+    }
+
+    #[test]
+    fn a_first_request_from_a_person_is_acknowledged() {
+        assert_eq!(
+            decide(&Past::default(), "ann@example.net", Some(NOW - 5)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn no_sender_and_our_own_addresses_are_never_acknowledged_and_the_store_is_not_asked() {
+        let past = Past::default();
+        assert_eq!(decide(&past, "", None), Err(Refusal::NoSender));
+        assert_eq!(
+            decide(&past, "help@example.test", None),
+            Err(Refusal::OwnAddress)
+        );
+        assert_eq!(past.asked.get(), 0);
+    }
+
+    #[test]
+    fn mail_received_long_ago_is_not_acknowledged_and_the_reason_says_how_long() {
+        let refusal = decide(&Past::default(), "ann@example.net", Some(NOW - 9 * 86400));
+        assert_eq!(
+            refusal,
+            Err(Refusal::TooOld {
+                age_secs: 9 * 86400
+            })
+        );
+        assert_eq!(
+            refusal.unwrap_err().to_string(),
+            "received 9 days ago, over guard.max_ack_age"
+        );
+        // Unknown delivery time, or the check turned off: answered.
+        assert_eq!(decide(&Past::default(), "ann@example.net", None), Ok(()));
+        let off = AckPolicy {
+            max_age: Duration::ZERO,
+            ..policy()
+        };
+        let old = may_acknowledge(&off, &Past::default(), "ann@example.net", Some(0), NOW);
+        assert_eq!(old.unwrap(), Ok(()));
+    }
+
+    #[test]
+    fn a_bouncing_address_gets_nothing() {
+        let past = Past {
+            bouncing: vec!["gone@example.net"],
+            ..Past::default()
+        };
+        assert_eq!(
+            decide(&past, "gone@example.net", None),
+            Err(Refusal::Bouncing)
+        );
+        assert_eq!(decide(&past, "ann@example.net", None), Ok(()));
+    }
+
+    #[test]
+    fn the_hourly_limit_counts_the_last_hour_and_the_daily_limit_the_last_day() {
+        let hour = Past {
+            acks: vec![("ann@example.net", NOW - 10); 3],
+            ..Past::default()
+        };
+        let refusal = decide(&hour, "ann@example.net", None);
+        assert_eq!(refusal, Err(Refusal::HourlyLimit(3)));
+        assert_eq!(refusal.unwrap_err().to_string(), "rate limit: 3 per hour");
+        // Three over an hour ago: the hour is free again, the day is not full.
+        let earlier = Past {
+            acks: vec![("ann@example.net", NOW - 7200); 3],
+            ..Past::default()
+        };
+        assert_eq!(decide(&earlier, "ann@example.net", None), Ok(()));
+        let day = Past {
+            acks: vec![("ann@example.net", NOW - 7200); 10],
+            ..Past::default()
+        };
+        assert_eq!(
+            decide(&day, "ann@example.net", None),
+            Err(Refusal::DailyLimit(10))
+        );
+        // Other senders' acknowledgements do not count.
+        assert_eq!(decide(&day, "bob@example.net", None), Ok(()));
+    }
+}

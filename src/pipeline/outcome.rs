@@ -1,0 +1,80 @@
+//! What goes into the pipeline ([`Incoming`]: raw bytes and where they came from) and what
+//! comes out ([`Outcome`]: the committed decision for one message, as `ingest --json` prints it).
+
+use serde::Serialize;
+
+/// A raw message and where it came from.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub raw: Vec<u8>,
+    /// File path, `stdin`, or `imap:<mailbox>:<uidvalidity>:<uid>`; kept for the operator.
+    pub source: String,
+    /// Only the headers were kept because the message was over the size limit.
+    pub oversized: bool,
+    /// When the mail server received it (IMAP INTERNALDATE, unix seconds), where known.
+    pub delivered_at: Option<i64>,
+}
+
+impl Incoming {
+    pub fn new(raw: Vec<u8>, source: impl Into<String>) -> Self {
+        Self {
+            raw,
+            source: source.into(),
+            oversized: false,
+            delivered_at: None,
+        }
+    }
+}
+
+/// What happened to one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Opened a ticket.
+    New,
+    /// Added to an existing ticket.
+    Reply,
+    /// Already stored: nothing changed.
+    Duplicate,
+    /// Machine-generated: stored, never acknowledged.
+    Automated,
+    /// Failed in the pipeline: stored raw with the error.
+    Quarantined,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::New => "new",
+            Action::Reply => "reply",
+            Action::Duplicate => "duplicate",
+            Action::Automated => "automated",
+            Action::Quarantined => "quarantined",
+        }
+    }
+}
+
+/// Whether an acknowledgement went into the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "ack", content = "reason")]
+pub enum AckDecision {
+    Queued,
+    Suppressed(String),
+    NotApplicable,
+}
+
+/// The committed decision for one message.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub source: String,
+    pub ticket: Option<String>,
+    pub action: Action,
+    pub category: Option<String>,
+    /// As it appears in headers, with angle brackets.
+    pub message_id: String,
+    pub automated: Option<String>,
+    #[serde(flatten)]
+    pub ack: AckDecision,
+    /// Quarantine reason.
+    pub error: Option<String>,
+}

@@ -1,0 +1,130 @@
+//! The worker pool's half of a batch: parse, guard and classify every message ahead of the
+//! single SQLite writer, and render the mail it decides on.
+//!
+//! Workers are the long-lived threads of one rayon pool per pipeline (one per core), so their
+//! regex caches stay warm from one batch to the next. A [`Prepared`] batch hands its messages
+//! out in order (an atomic cursor), so the writer, which consumes them in order, never waits
+//! for a message no running job will take.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use super::Incoming;
+use crate::classify::{Classification, Classifier};
+use crate::guard::{self, Automated, GuardPolicy};
+use crate::parse::{self, ParsedMessage};
+
+/// `f` over `items`, in order, on as many threads as there are cores (up to four) once there
+/// are enough items to pay for the threads.
+pub(super) fn map_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    const PARALLEL_FROM: usize = 32;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    if items.len() < PARALLEL_FROM || threads < 2 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
+/// What analysing a message needs, shared with the worker pool's jobs.
+pub(super) struct Analyser {
+    pub(super) guard: GuardPolicy,
+    pub(super) support_address: String,
+}
+
+impl Analyser {
+    /// Parse, guard and classify one message. A panic in any of them (a parser bug on some
+    /// unforeseen input) is caught so the message is quarantined instead of the daemon dying.
+    fn analyse(&self, incoming: &Incoming, classifier: &Classifier) -> Analysed {
+        let work = || {
+            let msg = parse_one(incoming);
+            Analysed {
+                automated: guard::inspect(&msg, &self.guard),
+                classification: classifier.classify_message(&msg, &self.support_address),
+                msg,
+                failure: None,
+            }
+        };
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|_| {
+            let sha = parse::sha256_hex(&incoming.raw);
+            let msg = ParsedMessage {
+                message_id: format!("{}@panic.supportd.invalid", &sha[..32]),
+                message_id_synthesized: true,
+                raw_sha256: sha,
+                size: incoming.raw.len(),
+                ..Default::default()
+            };
+            Analysed {
+                automated: None,
+                classification: classifier.classify_message(&msg, &self.support_address),
+                msg,
+                failure: Some("the parser panicked on this message".into()),
+            }
+        })
+    }
+}
+
+/// A batch whose analysis runs on the worker pool; see [`Pipeline::prepare`].
+#[derive(Clone)]
+pub struct Prepared {
+    pub(super) batch: Arc<Vec<Incoming>>,
+    pub(super) slots: Arc<[OnceLock<Analysed>]>,
+    /// The next message to analyse: every job claims in order until none is left, so the
+    /// writer never waits for one that no running job will take.
+    pub(super) next: Arc<AtomicUsize>,
+    /// The rules as they were when the batch was prepared; the writer uses the same.
+    pub(super) classifier: Arc<Classifier>,
+}
+
+impl Prepared {
+    pub(super) fn analyse_all(&self, analyser: &Analyser) {
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(incoming) = self.batch.get(i) else {
+                return;
+            };
+            let _ = self.slots[i].set(analyser.analyse(incoming, &self.classifier));
+        }
+    }
+
+    /// How many messages the batch holds.
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+}
+
+/// What can be known of a message without the database.
+pub(super) struct Analysed {
+    pub(super) msg: ParsedMessage,
+    pub(super) automated: Option<Automated>,
+    /// Used only if the message turns out to open a ticket; cheap enough to compute for all,
+    /// off the single database writer.
+    pub(super) classification: Classification,
+    /// Why the message could not be analysed; it is quarantined.
+    pub(super) failure: Option<String>,
+}
+
+fn parse_one(incoming: &Incoming) -> ParsedMessage {
+    let mut msg = parse::parse(&incoming.raw);
+    if incoming.oversized {
+        msg.warnings
+            .push("over max_message_size: only the headers were kept".into());
+    }
+    msg
+}

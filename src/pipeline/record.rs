@@ -1,0 +1,254 @@
+//! The writer's bookkeeping: the rows a decision leaves in the store (the inbound message and
+//! the ids it cites, copied participants, bounces, quarantine, queued mail). Each function runs
+//! inside the batch's transaction.
+
+use rusqlite::Connection;
+
+use super::{AckDecision, Action, Incoming, Outcome, Planned};
+use crate::parse::ParsedMessage;
+use crate::reply::{self, Draft};
+use crate::store::{self, StoreError};
+
+/// Stores `msg` as an inbound message (on `ticket_id`, if any), with the ids it cites recorded
+/// for threading its siblings. Returns the `messages` row id.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn insert_inbound(
+    conn: &Connection,
+    incoming: &Incoming,
+    msg: &ParsedMessage,
+    ticket_id: Option<i64>,
+    action: &str,
+    category: Option<&str>,
+    automated: Option<&str>,
+    now: i64,
+) -> Result<i64, StoreError> {
+    let row = store::insert_message(
+        conn,
+        &store::NewMessage {
+            ticket_id,
+            direction: "in",
+            message_id: &msg.message_id,
+            raw_sha256: &msg.raw_sha256,
+            in_reply_to: &msg.in_reply_to.join(" "),
+            refs: &msg.references.join(" "),
+            from_addr: msg.from_address(),
+            from_name: msg.from.as_ref().and_then(|m| m.name.as_deref()),
+            to_addrs: &msg.recipients().join(" "),
+            subject: &msg.subject,
+            date: msg.date,
+            received_at: now,
+            action,
+            category,
+            language: msg.language.as_deref(),
+            automated,
+            new_text: &msg.new_text,
+            full_text: &msg.text,
+            attachments: &serde_json::to_string(&msg.attachments).unwrap_or_else(|_| "[]".into()),
+            size: msg.size as i64,
+            raw: &incoming.raw,
+            source: &incoming.source,
+            warnings: &msg.warnings.join("\n"),
+            error: None,
+        },
+    )?;
+    if let Some(t) = ticket_id {
+        let cited: Vec<String> = msg
+            .in_reply_to
+            .iter()
+            .chain(msg.references.iter())
+            .filter(|id| **id != msg.message_id)
+            .cloned()
+            .collect();
+        store::record_refs(conn, t, &cited)?;
+    }
+    Ok(row)
+}
+
+/// Everyone the customer wrote to, except us (`own_addresses`, and plus-addresses of
+/// `support_address`), may take part in the conversation.
+pub(super) fn add_cc_participants(
+    conn: &Connection,
+    ticket_id: i64,
+    msg: &ParsedMessage,
+    own_addresses: &[String],
+    support_address: &str,
+) -> Result<(), StoreError> {
+    for m in msg.to.iter().chain(msg.cc.iter()) {
+        let a = m.address.as_str();
+        if own_addresses.iter().any(|o| o == a)
+            || crate::thread::plus_tag(a, support_address).is_some()
+        {
+            continue;
+        }
+        store::add_participant(conn, ticket_id, a, "cc")?;
+    }
+    Ok(())
+}
+
+/// Marks the failed recipients of a bounce on `ticket` (or its customer, when the report names
+/// none) as bouncing, and flags the ticket.
+pub(super) fn record_bounce(
+    conn: &Connection,
+    msg: &ParsedMessage,
+    ticket: Option<&store::Ticket>,
+    row: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    let Some(ticket) = ticket else {
+        return Ok(());
+    };
+    let mut bounced: Vec<&str> = msg.failed_recipients.iter().map(String::as_str).collect();
+    if bounced.is_empty() {
+        bounced.push(&ticket.customer);
+    }
+    for address in bounced {
+        store::mark_bouncing(conn, address, now)?;
+        store::record_event(
+            conn,
+            "bounce",
+            Some(ticket.id),
+            Some(row),
+            Some(address),
+            &msg.subject,
+        )?;
+    }
+    store::flag_ticket(conn, ticket.id, "bouncing")
+}
+
+/// Queues one rendered draft in the outbox, where a reply that cites its Message-ID finds the
+/// ticket; a draft that failed to render is recorded as an event instead (and an
+/// acknowledgement's outcome says so).
+pub(super) fn queue_planned(
+    conn: &Connection,
+    planned: &Planned<'_>,
+    rendered: Result<reply::Outgoing, reply::ReplyError>,
+    outcomes: &mut [Outcome],
+) -> Result<(), StoreError> {
+    let now = store::now();
+    match (&planned.draft, rendered) {
+        (Draft::Ack(ack), Ok(out)) => queue(
+            conn,
+            "ack",
+            ack.ticket_id,
+            &out,
+            ack.suppressed.as_deref(),
+            now,
+        ),
+        (Draft::Notification(n), Ok(out)) => {
+            queue(conn, "notification", n.ticket.id, &out, None, now)
+        }
+        (Draft::Ack(ack), Err(e)) => {
+            let reason = format!("template error: {e}");
+            tracing::error!(ticket = %ack.ticket_ref, "acknowledgement not rendered: {e}");
+            store::record_event(
+                conn,
+                "ack_failed",
+                Some(ack.ticket_id),
+                None,
+                Some(&ack.customer.address),
+                &reason,
+            )?;
+            if let Some(o) = outcomes.get_mut(planned.outcome) {
+                o.ack = AckDecision::Suppressed(reason);
+            }
+            Ok(())
+        }
+        (Draft::Notification(n), Err(e)) => {
+            tracing::error!(ticket = %n.ticket.ticket_ref, "team notification not rendered: {e}");
+            store::record_event(
+                conn,
+                "notification_failed",
+                Some(n.ticket.id),
+                None,
+                None,
+                &e.to_string(),
+            )
+        }
+    }
+}
+
+fn queue(
+    conn: &Connection,
+    kind: &str,
+    ticket_id: i64,
+    out: &reply::Outgoing,
+    suppressed: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    store::enqueue(
+        conn,
+        &store::NewOutgoing {
+            kind,
+            ticket_id: Some(ticket_id),
+            to_addr: &out.to,
+            subject: &out.subject,
+            message_id: &out.message_id,
+            in_reply_to: out.in_reply_to.as_deref(),
+            raw: &out.raw,
+            status: if suppressed.is_some() {
+                "suppressed"
+            } else {
+                "queued"
+            },
+            last_error: suppressed,
+            at: now,
+        },
+    )?;
+    Ok(())
+}
+
+/// Stores a message that failed in the pipeline, raw bytes and error, and reports it.
+pub(super) fn quarantine(
+    conn: &Connection,
+    incoming: &Incoming,
+    msg: &ParsedMessage,
+    error: &str,
+) -> Result<Outcome, StoreError> {
+    // A fresh id: the original may be what made the insert fail (and the sha still dedupes a
+    // second delivery of the same bytes).
+    let qid = format!(
+        "q.{}.{}@quarantine.invalid",
+        &msg.raw_sha256[..16],
+        store::now()
+    );
+    let id = store::insert_message(
+        conn,
+        &store::NewMessage {
+            ticket_id: None,
+            direction: "in",
+            message_id: &qid,
+            raw_sha256: &msg.raw_sha256,
+            in_reply_to: "",
+            refs: "",
+            from_addr: msg.from_address(),
+            from_name: None,
+            to_addrs: "",
+            subject: &msg.subject,
+            date: msg.date,
+            received_at: store::now(),
+            action: "quarantined",
+            category: None,
+            language: None,
+            automated: None,
+            new_text: "",
+            full_text: "",
+            attachments: "[]",
+            size: incoming.raw.len() as i64,
+            raw: &incoming.raw,
+            source: &incoming.source,
+            warnings: &format!("original Message-ID: <{}>", msg.message_id),
+            error: Some(error),
+        },
+    )?;
+    store::record_event(conn, "quarantined", None, Some(id), None, error)?;
+    Ok(Outcome {
+        source: incoming.source.clone(),
+        ticket: None,
+        action: Action::Quarantined,
+        category: None,
+        message_id: format!("<{}>", msg.message_id),
+        automated: None,
+        ack: AckDecision::NotApplicable,
+        error: Some(error.to_string()),
+    })
+}
