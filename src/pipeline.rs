@@ -12,29 +12,29 @@
 //! Threads: this one is the only SQLite writer; workers (one per core, `pool`) parse, guard and
 //! classify ahead of it, then render the mail it decides on (`jobs`).
 
-use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, OnceLock, RwLock, mpsc};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use anyhow::Context;
 use rusqlite::Connection;
 
 use crate::classify::Classifier;
 use crate::config::Config;
-use crate::guard::{self, AckHistory, AckPolicy, AutomatedKind, GuardPolicy};
-use crate::parse::ParsedMessage;
-use crate::reply::{self, AckDraft, Draft, Identity, NotificationDraft, Templates};
+use crate::guard::{AckPolicy, AutomatedKind, GuardPolicy};
+use crate::reply::{self, Draft, Identity, Templates};
 use crate::store::{self, Store, StoreError};
-use crate::thread::{self, MessageIdSigner, Threading};
+use crate::thread::{MessageIdSigner, Threading};
 
+mod handle;
 mod jobs;
 mod outcome;
 mod pool;
 mod record;
 
-use jobs::{JobQueue, Results};
+use handle::Turn;
+use jobs::Results;
 pub use outcome::{AckDecision, Action, Incoming, Outcome};
 pub use pool::Prepared;
-use pool::{Analysed, Analyser, map_parallel};
+use pool::{Analysed, Analyser, Workers, map_parallel};
 
 type Rendered = Result<reply::Outgoing, reply::ReplyError>;
 
@@ -54,15 +54,13 @@ pub struct Pipeline {
     own_addresses: Vec<String>,
     default_locale: String,
     identity: Identity,
-    analyser: Arc<Analyser>,
     signer: MessageIdSigner,
     rules_dir: std::path::PathBuf,
     templates_dir: std::path::PathBuf,
     classifier: RwLock<Arc<Classifier>>,
     templates: RwLock<Arc<Templates>>,
     /// Parse, guard, classify and render, one thread per core, beside the SQLite writer.
-    workers: rayon::ThreadPool,
-    batch_in_progress: std::sync::Mutex<()>,
+    workers: Workers,
 }
 
 impl Pipeline {
@@ -84,57 +82,25 @@ impl Pipeline {
             &config.guard.robot_local_parts,
         )
         .context("guard.robot_local_parts")?;
-        // One worker per core, not one fewer: the writer spends much of a batch waiting (for an
-        // analysis, for fsync), and on two cores one worker left a core idle meanwhile.
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let workers = rayon::ThreadPoolBuilder::new()
-            .num_threads(cores.clamp(1, 4))
-            .thread_name(|i| format!("supportd-worker-{i}"))
-            .build()
-            .context("starting the worker threads")?;
-        let timezone = config
-            .support
-            .timezone
-            .parse()
-            .map_err(|e| anyhow::anyhow!("support.timezone: {e}"))?;
         let support_address = config.support.address.to_ascii_lowercase();
         Ok(Pipeline {
-            threading: Threading {
-                prefix: config.support.ticket_prefix.clone(),
-                support_address: support_address.clone(),
-                agents: config
-                    .support
-                    .agents
-                    .iter()
-                    .map(|a| a.to_ascii_lowercase())
-                    .collect(),
-            },
-            acks: AckPolicy {
-                own_addresses: own_addresses.clone(),
-                max_per_hour: config.guard.max_acks_per_hour,
-                max_per_day: config.guard.max_acks_per_day,
-                max_age: config.guard.max_ack_age,
-            },
+            threading: Threading::from_config(config),
+            acks: AckPolicy::from_config(config),
             team_address: config.support.team_address.clone(),
             own_addresses,
             default_locale: config.support.default_locale.clone(),
-            identity: Identity {
-                address: config.support.address.clone(),
-                name: config.support.name.clone(),
-                timezone,
-            },
-            analyser: Arc::new(Analyser {
-                guard,
-                support_address: support_address.clone(),
-            }),
-            support_address,
+            identity: Identity::from_config(config)?,
+            support_address: support_address.clone(),
             signer: MessageIdSigner::new(&key, config.support_domain()),
             rules_dir: config.rules.dir.clone(),
             templates_dir: config.templates.dir.clone(),
             classifier: RwLock::new(Arc::new(classifier)),
             templates: RwLock::new(Arc::new(templates)),
-            workers,
-            batch_in_progress: std::sync::Mutex::new(()),
+            workers: Workers::start(Analyser {
+                guard,
+                support_address,
+            })
+            .context("starting the worker threads")?,
         })
     }
 
@@ -195,18 +161,7 @@ impl Pipeline {
     /// A caller with the next batch in hand while the current one commits (the IMAP intake,
     /// a bulk import) prepares it then, so the analyses overlap the commit's fsync.
     pub fn prepare(&self, batch: Vec<Incoming>) -> Prepared {
-        let prepared = Prepared {
-            slots: batch.iter().map(|_| OnceLock::new()).collect(),
-            batch: Arc::new(batch),
-            next: Arc::new(AtomicUsize::new(0)),
-            classifier: self.classifier(),
-        };
-        for _ in 0..self.workers.current_num_threads() {
-            let job = prepared.clone();
-            let analyser = Arc::clone(&self.analyser);
-            self.workers.spawn(move || job.analyse_all(&analyser));
-        }
-        prepared
+        self.workers.prepare(batch, self.classifier())
     }
 
     /// [`Self::ingest_batch`] for a batch whose analysis [`Self::prepare`] started.
@@ -266,52 +221,20 @@ impl Pipeline {
         let templates = self.templates();
         // Once the analyses are done the pool's threads render the mail the writer decides
         // on, while it goes on with the next message's SQL.
-        let renders: JobQueue<Arc<Planned<'_>>> = JobQueue::default();
-        let (rendered_tx, rendered) = mpsc::channel();
-        // A batch's workers hold every pool thread until its writer finishes. Were two batches
-        // let in at once, one writer could hold SQLite's write lock while waiting for analyses
-        // that sit queued behind the other batch's workers, until the busy timeout. (Prepared
-        // analyses never wait, so they need no turn.)
-        let _one_batch = self
-            .batch_in_progress
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // The writer stays on this thread; the workers are the pool's long-lived threads, whose
-        // regex caches stay warm from one batch to the next.
-        self.workers.in_place_scope(|scope| {
-            for _ in 0..self.workers.current_num_threads() {
-                let (prepared, analyser, templates) = (&prepared, &*self.analyser, &templates);
-                let (renders, rendered_tx) = (&renders, rendered_tx.clone());
-                scope.spawn(move |_| {
-                    // Analyses the prepare-time jobs have not reached yet come first: the
-                    // writer needs them in order.
-                    prepared.analyse_all(analyser);
-                    while let Some((seq, planned)) = renders.pop() {
-                        let result = self.render(&planned, templates);
-                        if rendered_tx.send((seq, result)).is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-            drop(rendered_tx);
-            // Whatever way the writer leaves (an error, a panic), the workers must be let go or
-            // the scope would wait for them forever.
-            let _release = renders.closer();
-            self.commit_batch(
-                store,
-                &prepared.batch,
-                &prepared.slots,
-                &prepared.classifier,
-                &templates,
-                Results {
-                    queue: &renders,
-                    results: rendered,
-                },
-                on_begin,
-                before_commit,
-            )
-        })
+        self.workers.run_batch(
+            &prepared,
+            |planned: &Arc<Planned<'_>>| self.render(planned, &templates),
+            |renderers| {
+                self.commit_batch(
+                    store,
+                    &prepared,
+                    &templates,
+                    renderers,
+                    on_begin,
+                    before_commit,
+                )
+            },
+        )
     }
 
     /// Renders one planned mail with the identity and team locale of this pipeline.
@@ -326,9 +249,7 @@ impl Pipeline {
     fn commit_batch<'a, F>(
         &self,
         store: &mut Store,
-        batch: &'a [Incoming],
-        slots: &'a [OnceLock<Analysed>],
-        classifier: &Classifier,
+        prepared: &'a Prepared,
         templates: &Templates,
         renderers: Results<'_, Arc<Planned<'a>>, Rendered>,
         on_begin: &dyn Fn(&Connection) -> Result<(), StoreError>,
@@ -337,7 +258,8 @@ impl Pipeline {
     where
         F: FnOnce(&Connection) -> Result<(), StoreError>,
     {
-        let parsed = || slots.iter().map(OnceLock::wait);
+        let (batch, classifier) = (&prepared.batch[..], &*prepared.classifier);
+        let parsed = || prepared.slots.iter().map(OnceLock::wait);
         let tx = store.begin()?;
         on_begin(&tx)?;
         // Fast path: the whole batch without savepoints (they cost a journal copy of every page
@@ -475,7 +397,6 @@ impl Pipeline {
         }
 
         let automated = &analysed.automated;
-        let from = msg.from_address();
         let is_bounce = automated
             .as_ref()
             .is_some_and(|a| a.kind == AutomatedKind::Bounce);
@@ -492,242 +413,29 @@ impl Pipeline {
             error: None,
         };
 
-        if let Some(auto) = &automated {
-            outcome.action = Action::Automated;
-            let ticket = link.as_ref().map(|l| &l.ticket);
-            let row = record::insert_inbound(
-                conn,
-                incoming,
-                msg,
-                ticket.map(|t| t.id),
-                "automated",
-                None,
-                Some(&auto.reason),
-                now,
-            )?;
-            if let Some(t) = ticket {
-                outcome.ticket = Some(t.ticket_ref.clone());
-                outcome.category = Some(t.category.clone());
-                store::touch_ticket(conn, t.id, now)?;
-            }
-            if auto.kind == AutomatedKind::Bounce {
-                record::record_bounce(conn, msg, ticket, row, now)?;
-            }
-            return Ok(outcome);
-        }
-
-        if let Some(thread::Link { ticket, reason }) = link {
-            outcome.action = Action::Reply;
-            outcome.ticket = Some(ticket.ticket_ref.clone());
-            outcome.category = Some(ticket.category.clone());
-            record::insert_inbound(
-                conn,
-                incoming,
-                msg,
-                Some(ticket.id),
-                "reply",
-                Some(&ticket.category),
-                None,
-                now,
-            )?;
-            if store::touch_ticket(conn, ticket.id, now)? {
-                let how = reason.to_string();
-                store::record_event(conn, "reopened", Some(ticket.id), None, Some(from), &how)?;
-            }
-            self.record_participants(conn, ticket.id, msg, incoming)?;
-            let notification = self.draft_notification(
-                classifier,
-                ticket,
-                msg,
-                incoming,
-                (Vec::new(), Vec::new()),
-                "reply",
-            );
-            if let Some(draft) = notification {
-                drafts.push(Arc::new(Planned { outcome: at, draft }));
-            }
-            return Ok(outcome);
-        }
-
-        // A new request.
-        let classification = &analysed.classification;
-        let category = classifier
-            .category(&classification.category)
-            .unwrap_or_else(|| classifier.fallback());
-        let promise = category.response.map(|r| (r.min_hours, r.max_hours));
-        let due_at = promise.map(|(_, max)| now + i64::from(max) * 3600);
-        let locale = self.locale_for(msg, templates);
-        let (ticket_id, ticket_ref) = store::create_ticket(
+        let turn = Turn {
             conn,
-            &store::NewTicket {
-                prefix: &self.threading.prefix,
-                customer: from,
-                customer_name: msg.from.as_ref().and_then(|m| m.name.as_deref()),
-                subject: &msg.subject,
-                category: &category.id,
-                created_at: now,
-                due_at,
-                language: &locale,
-            },
-        )?;
-        record::insert_inbound(
-            conn,
+            classifier,
+            templates,
             incoming,
             msg,
-            Some(ticket_id),
-            "new",
-            Some(&category.id),
-            None,
+            analysed,
+            at,
             now,
-        )?;
-        self.record_participants(conn, ticket_id, msg, incoming)?;
-        outcome.ticket = Some(ticket_ref.clone());
-        outcome.category = Some(category.id.clone());
-        let ticket =
-            store::ticket(conn, ticket_id)?.context("the ticket just created is not there")?;
-        let tips = reply::tips_in(&classification.tips, &locale);
-
-        let history = BatchHistory {
-            conn,
-            drafts: drafts.as_slice(),
         };
-        let decision =
-            guard::may_acknowledge(&self.acks, &history, from, incoming.delivered_at, now)?;
-        let refusal = decision.err().map(|r| r.to_string());
-        if let Some(reason) = &refusal {
-            let address = msg.from.as_ref().map(|_| from);
-            store::record_event(
-                conn,
-                "ack_suppressed",
-                Some(ticket_id),
-                None,
-                address,
-                reason,
-            )?;
-        }
-        outcome.ack = match &refusal {
-            None => AckDecision::Queued,
-            Some(reason) => AckDecision::Suppressed(reason.clone()),
-        };
-        if let Some(customer) = &msg.from {
-            let draft = Draft::Ack(AckDraft {
-                ticket_id,
-                ticket_ref: ticket_ref.clone(),
-                suppressed: refusal,
-                locale: locale.clone(),
-                customer: customer.clone(),
-                msg,
-                category_label: category.label_for(&locale).to_string(),
-                promise,
-                due_at: due_at.and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
-                tips: tips.clone(),
-                message_id: self.signer.generate("ack"),
-            });
-            drafts.push(Arc::new(Planned { outcome: at, draft }));
-        }
-        let matched: Vec<String> = classification
-            .matches
-            .iter()
-            .map(|m| {
-                format!(
-                    "{}/{} ({}: {:?}, +{})",
-                    m.category, m.rule, m.field, m.matched, m.weight
-                )
-            })
-            .collect();
-        let action = if incoming.oversized {
-            "oversized"
-        } else {
-            "new"
-        };
-        if let Some(draft) =
-            self.draft_notification(classifier, ticket, msg, incoming, (matched, tips), action)
-        {
-            drafts.push(Arc::new(Planned { outcome: at, draft }));
+        match (automated, link) {
+            (Some(auto), link) => {
+                outcome.action = Action::Automated;
+                self.store_automated(&turn, auto, link, &mut outcome)?;
+            }
+            (None, Some(link)) => {
+                outcome.action = Action::Reply;
+                self.continue_ticket(&turn, link, &mut outcome, drafts)?;
+            }
+            (None, None) => {
+                self.open_ticket(&turn, &mut outcome, drafts)?;
+            }
         }
         Ok(outcome)
-    }
-
-    /// The people the customer copied join the ticket; an oversized message flags it.
-    fn record_participants(
-        &self,
-        conn: &Connection,
-        ticket_id: i64,
-        msg: &ParsedMessage,
-        incoming: &Incoming,
-    ) -> Result<(), StoreError> {
-        record::add_cc_participants(
-            conn,
-            ticket_id,
-            msg,
-            &self.own_addresses,
-            &self.support_address,
-        )?;
-        if incoming.oversized {
-            store::flag_ticket(conn, ticket_id, "oversized")?;
-        }
-        Ok(())
-    }
-
-    fn locale_for(&self, msg: &ParsedMessage, templates: &Templates) -> String {
-        msg.language
-            .as_deref()
-            .filter(|l| templates.has_locale(l))
-            .unwrap_or(&self.default_locale)
-            .to_string()
-    }
-
-    /// The team notification for `ticket`, when a team address is configured: `(matched rules,
-    /// tips)` for a new request, `action` is the template's wording (`new`, `reply`,
-    /// `oversized`).
-    fn draft_notification<'a>(
-        &self,
-        classifier: &Classifier,
-        ticket: store::Ticket,
-        msg: &'a ParsedMessage,
-        incoming: &'a Incoming,
-        (matched, tips): (Vec<String>, Vec<String>),
-        action: &'static str,
-    ) -> Option<Draft<'a>> {
-        let team = self.team_address.as_ref()?;
-        let category_label = classifier
-            .category(&ticket.category)
-            .map(|c| c.label_for(&self.default_locale).to_string())
-            .unwrap_or_else(|| ticket.category.clone());
-        Some(Draft::Notification(NotificationDraft {
-            ticket,
-            msg,
-            original_raw: &incoming.raw,
-            matched,
-            tips,
-            action,
-            category_label,
-            to: team.clone(),
-            message_id: self.signer.generate("note"),
-        }))
-    }
-}
-
-/// Earlier acknowledgements to an address: those in the outbox, and those this batch decided
-/// but has not queued yet.
-struct BatchHistory<'c, 'd, 'a> {
-    conn: &'c Connection,
-    drafts: &'d [Arc<Planned<'a>>],
-}
-
-impl AckHistory for BatchHistory<'_, '_, '_> {
-    fn is_bouncing(&self, address: &str) -> Result<bool, StoreError> {
-        store::is_bouncing(self.conn, address)
-    }
-
-    fn acks_since(&self, address: &str, since: i64) -> Result<u32, StoreError> {
-        let in_batch = self
-            .drafts
-            .iter()
-            .filter(|p| {
-                matches!(&p.draft, Draft::Ack(a) if a.suppressed.is_none() && a.customer.address == address)
-            })
-            .count() as u32;
-        Ok(store::acks_since(self.conn, address, since)? + in_batch)
     }
 }

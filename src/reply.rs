@@ -89,6 +89,25 @@ pub struct Identity {
     pub timezone: chrono_tz::Tz,
 }
 
+impl Identity {
+    /// Our address, name and zone as `[support]` sets them.
+    ///
+    /// # Errors
+    /// `support.timezone` is not an IANA zone name.
+    pub fn from_config(config: &crate::config::Config) -> anyhow::Result<Identity> {
+        let timezone = config
+            .support
+            .timezone
+            .parse()
+            .map_err(|e| anyhow::anyhow!("support.timezone: {e}"))?;
+        Ok(Identity {
+            address: config.support.address.clone(),
+            name: config.support.name.clone(),
+            timezone,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct AckInput<'a> {
     pub locale: &'a str,

@@ -138,6 +138,20 @@ pub struct Threading {
 }
 
 impl Threading {
+    /// Threading as `[support]` configures it.
+    pub fn from_config(config: &crate::config::Config) -> Threading {
+        Threading {
+            prefix: config.support.ticket_prefix.clone(),
+            support_address: config.support.address.to_ascii_lowercase(),
+            agents: config
+                .support
+                .agents
+                .iter()
+                .map(|a| a.to_ascii_lowercase())
+                .collect(),
+        }
+    }
+
     /// The ticket `msg` continues, or `None` for a new request.
     ///
     /// Candidates are tried strongest first (see the module doc); the first one whose ticket

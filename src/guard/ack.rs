@@ -25,6 +25,18 @@ pub struct AckPolicy {
     pub max_age: Duration,
 }
 
+impl AckPolicy {
+    /// The limits `[guard]` sets, for our own addresses (`[support]` address and aliases).
+    pub fn from_config(config: &crate::config::Config) -> AckPolicy {
+        AckPolicy {
+            own_addresses: config.own_addresses(),
+            max_per_hour: config.guard.max_acks_per_hour,
+            max_per_day: config.guard.max_acks_per_day,
+            max_age: config.guard.max_ack_age,
+        }
+    }
+}
+
 /// What is known of earlier mail to an address.
 pub trait AckHistory {
     /// Returns true if and only if mail to `address` bounced and nothing has cleared it since.

@@ -7,12 +7,107 @@
 //! for a message no running job will take.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
 
 use super::Incoming;
+use super::jobs::{JobQueue, Results};
 use crate::classify::{Classification, Classifier};
 use crate::guard::{self, Automated, GuardPolicy};
 use crate::parse::{self, ParsedMessage};
+
+/// The long-lived worker threads of one pipeline.
+pub(super) struct Workers {
+    pool: rayon::ThreadPool,
+    analyser: Arc<Analyser>,
+    /// Held by the batch whose writer runs; see [`Workers::run_batch`].
+    batch_in_progress: Mutex<()>,
+}
+
+impl Workers {
+    /// One worker per core (at most four), not one fewer: the writer spends much of a batch
+    /// waiting (for an analysis, for fsync), and on two cores one worker left a core idle
+    /// meanwhile.
+    ///
+    /// # Errors
+    /// The threads could not be started.
+    pub(super) fn start(analyser: Analyser) -> Result<Workers, rayon::ThreadPoolBuildError> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(cores.clamp(1, 4))
+            .thread_name(|i| format!("supportd-worker-{i}"))
+            .build()?;
+        Ok(Workers {
+            pool,
+            analyser: Arc::new(analyser),
+            batch_in_progress: Mutex::new(()),
+        })
+    }
+
+    /// Starts analysing `batch` with `classifier` on every worker and returns at once.
+    pub(super) fn prepare(&self, batch: Vec<Incoming>, classifier: Arc<Classifier>) -> Prepared {
+        let prepared = Prepared {
+            slots: batch.iter().map(|_| OnceLock::new()).collect(),
+            batch: Arc::new(batch),
+            next: Arc::new(AtomicUsize::new(0)),
+            classifier,
+        };
+        for _ in 0..self.pool.current_num_threads() {
+            let job = prepared.clone();
+            let analyser = Arc::clone(&self.analyser);
+            self.pool.spawn(move || job.analyse_all(&analyser));
+        }
+        prepared
+    }
+
+    /// Runs `writer` on this thread while every worker first finishes the analyses of
+    /// `prepared`, then renders what the writer pushes on its queue with `render`. Returns what
+    /// the writer returns, once every worker is done.
+    pub(super) fn run_batch<J, R, T>(
+        &self,
+        prepared: &Prepared,
+        render: impl Fn(&J) -> R + Sync,
+        writer: impl for<'q> FnOnce(Results<'q, J, R>) -> T,
+    ) -> T
+    where
+        J: Send,
+        R: Send,
+    {
+        let renders: JobQueue<J> = JobQueue::default();
+        let (rendered_tx, rendered) = mpsc::channel();
+        // A batch's workers hold every pool thread until its writer finishes. Were two batches
+        // let in at once, one writer could hold SQLite's write lock while waiting for analyses
+        // that sit queued behind the other batch's workers, until the busy timeout. (Prepared
+        // analyses never wait, so they need no turn.)
+        let _one_batch = self
+            .batch_in_progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.pool.in_place_scope(|scope| {
+            for _ in 0..self.pool.current_num_threads() {
+                let (analyser, render) = (&*self.analyser, &render);
+                let (renders, rendered_tx) = (&renders, rendered_tx.clone());
+                scope.spawn(move |_| {
+                    // Analyses the prepare-time jobs have not reached yet come first: the
+                    // writer needs them in order.
+                    prepared.analyse_all(analyser);
+                    while let Some((seq, job)) = renders.pop() {
+                        if rendered_tx.send((seq, render(&job))).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(rendered_tx);
+            // Whatever way the writer leaves (an error, a panic), the workers must be let go or
+            // the scope would wait for them forever.
+            let _release = renders.closer();
+            writer(Results {
+                queue: &renders,
+                results: rendered,
+            })
+        })
+    }
+}
 
 /// `f` over `items`, in order, on as many threads as there are cores (up to four) once there
 /// are enough items to pay for the threads.
@@ -89,7 +184,7 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    pub(super) fn analyse_all(&self, analyser: &Analyser) {
+    fn analyse_all(&self, analyser: &Analyser) {
         loop {
             let i = self.next.fetch_add(1, Ordering::Relaxed);
             let Some(incoming) = self.batch.get(i) else {

@@ -2,9 +2,12 @@
 //! the ids it cites, copied participants, bounces, quarantine, queued mail). Each function runs
 //! inside the batch's transaction.
 
+use std::sync::Arc;
+
 use rusqlite::Connection;
 
 use super::{AckDecision, Action, Incoming, Outcome, Planned};
+use crate::guard::AckHistory;
 use crate::parse::ParsedMessage;
 use crate::reply::{self, Draft};
 use crate::store::{self, StoreError};
@@ -251,4 +254,28 @@ pub(super) fn quarantine(
         ack: AckDecision::NotApplicable,
         error: Some(error.to_string()),
     })
+}
+
+/// Earlier acknowledgements to an address: those in the outbox, and those this batch decided
+/// but has not queued yet.
+pub(super) struct BatchHistory<'c, 'd, 'a> {
+    pub(super) conn: &'c Connection,
+    pub(super) drafts: &'d [Arc<Planned<'a>>],
+}
+
+impl AckHistory for BatchHistory<'_, '_, '_> {
+    fn is_bouncing(&self, address: &str) -> Result<bool, StoreError> {
+        store::is_bouncing(self.conn, address)
+    }
+
+    fn acks_since(&self, address: &str, since: i64) -> Result<u32, StoreError> {
+        let in_batch = self
+            .drafts
+            .iter()
+            .filter(|p| {
+                matches!(&p.draft, Draft::Ack(a) if a.suppressed.is_none() && a.customer.address == address)
+            })
+            .count() as u32;
+        Ok(store::acks_since(self.conn, address, since)? + in_batch)
+    }
 }
