@@ -46,6 +46,14 @@ const MAX_NESTING: usize = 16;
 /// Stands in for an empty subject in both languages, so it needs no locale.
 const NO_SUBJECT: &str = "(no subject)";
 
+/// The team notification shows at most this many lines of a request; the whole message is
+/// attached. A pasted 10 MB log would otherwise be copied, quoted-printable encoded and sent
+/// once more in the body.
+const MAX_EXCERPT_LINES: usize = 400;
+
+/// ... and at most this many characters.
+const MAX_EXCERPT_CHARS: usize = 20_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReplyError {
     #[error("cannot read {}: {source}", path.display())]
@@ -185,7 +193,8 @@ struct NotificationContext<'a> {
     has_tips: bool,
     tips: &'a [String],
     due: String,
-    new_text: &'a str,
+    /// The request's new text, shortened to [`MAX_EXCERPT_LINES`] and [`MAX_EXCERPT_CHARS`].
+    new_text: std::borrow::Cow<'a, str>,
     action: &'a str,
     action_label: &'static str,
     automated: &'a str,
@@ -398,7 +407,7 @@ impl Templates {
         let lang = Lang::of(locale);
         let name = if input.short { "ack_short" } else { "ack" };
         let text = self.render(locale, name, &ack_context(identity, input, lang))?;
-        let body = format!("{REPLY_ABOVE_MARKER}\n\n{}", tidy_body(&text));
+        let body = format!("{REPLY_ABOVE_MARKER}\r\n\r\n{}", tidy_body(&text));
         message::build_ack(identity, input, locale, body)
     }
 
@@ -458,7 +467,7 @@ fn notification_context<'a>(
             .due_at
             .map(|at| wording::due(lang, at, identity.timezone))
             .unwrap_or_default(),
-        new_text: input.new_text,
+        new_text: excerpt(lang, input.new_text, !input.original_raw.is_empty()),
         action: input.action,
         action_label: wording::action_label(lang, input.action),
         automated: input.automated.unwrap_or_default(),
@@ -607,11 +616,42 @@ fn truncate_chars(s: &str, max: usize) -> String {
     }
 }
 
-/// LF line ends (lettre turns them into CRLF), no bare CR, no pile of blank lines left behind
+/// The first lines of `text`, within [`MAX_EXCERPT_LINES`] and [`MAX_EXCERPT_CHARS`], with a
+/// note saying how many lines were left out (and that the original is attached, when it is).
+fn excerpt(lang: Lang, text: &str, attached: bool) -> std::borrow::Cow<'_, str> {
+    let mut end = 0;
+    let mut chars = 0;
+    let mut lines = 0;
+    for line in text.split_inclusive('\n') {
+        let n = line.chars().count();
+        if lines == MAX_EXCERPT_LINES || chars + n > MAX_EXCERPT_CHARS {
+            break;
+        }
+        end += line.len();
+        chars += n;
+        lines += 1;
+    }
+    if end == text.len() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    if end == 0 {
+        // One line longer than the whole allowance: cut it at a character boundary.
+        end = text
+            .char_indices()
+            .nth(MAX_EXCERPT_CHARS)
+            .map_or(text.len(), |(i, _)| i);
+    }
+    let omitted = text[end..].lines().count();
+    let note = wording::excerpt_note(lang, omitted, attached);
+    std::borrow::Cow::Owned(format!("{}\n\n{note}\n", text[..end].trim_end()))
+}
+
+/// CRLF line ends (lettre would insert each missing CR one at a time, quadratic in a large
+/// body), no bare CR, no pile of blank lines left behind
 /// by conditional sections, one final newline.
 fn tidy_body(text: &str) -> String {
     let text = text.replace("\r\n", "\n").replace('\r', "\n");
-    let mut out = String::with_capacity(text.len() + 1);
+    let mut out = String::with_capacity(text.len() + text.len() / 16 + 2);
     let mut blank_run = 0;
     for line in text.lines() {
         let line = line.trim_end();
@@ -624,10 +664,10 @@ fn tidy_body(text: &str) -> String {
             blank_run = 0;
         }
         out.push_str(line);
-        out.push('\n');
+        out.push_str("\r\n");
     }
     out.truncate(out.trim_end().len());
-    out.push('\n');
+    out.push_str("\r\n");
     out
 }
 

@@ -211,8 +211,9 @@ fn boundary(original: &[u8]) -> String {
     }
 }
 
+/// Linear in the size of `haystack`: the original may be many megabytes.
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(haystack, needle).is_some()
 }
 
 /// The customer's message as `message/rfc822`. RFC 2046 allows only 7bit, 8bit or binary for

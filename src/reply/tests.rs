@@ -713,3 +713,66 @@ fn partials_that_include_each_other_are_refused_instead_of_overflowing_the_stack
     assert!(error.contains("partials"), "{error}");
     assert!(error.contains("ack.hbs"), "{error}");
 }
+
+// See: the real-mail issue, class (i): a pasted 10 MB log made rendering quadratic.
+#[test]
+fn a_huge_request_shows_a_bounded_excerpt_and_the_whole_original_is_attached() {
+    let customer = julie();
+    let lines: Vec<String> = (0..50_000)
+        .map(|i| {
+            format!(
+                "2026-11-28 10:00:{:02} edge-{} GET /v2/chat-widget.js?req={i} status=502",
+                i % 60,
+                i % 9
+            )
+        })
+        .collect();
+    let text = format!("Please look at this log:\n\n{}", lines.join("\n"));
+    let original = format!(
+        "From: Julie Martin <julie@example.test>\r\nTo: support@example.test\r\nSubject: Log\r\n\r\n{}",
+        text.replace('\n', "\r\n")
+    );
+    let mut input = notification_input(&customer, original.as_bytes());
+    input.new_text = &text;
+    let note = shipped()
+        .render_notification(&identity(), &input)
+        .expect("the notification renders");
+    let body = body_text(&note.raw);
+    assert!(body.contains("Please look at this log:"), "{body}");
+    assert!(
+        body.contains(&lines[10]),
+        "the excerpt starts with the request"
+    );
+    assert!(!body.contains(&lines[49_999]), "the excerpt is bounded");
+    assert!(
+        body.contains("more line(s) not shown: the whole message is attached (original.eml)"),
+        "{body}"
+    );
+    assert!(
+        body.lines().count() < MAX_EXCERPT_LINES + 60,
+        "{}",
+        body.lines().count()
+    );
+    // The attachment is every byte of the original, and the body adds little beside it.
+    let parsed = MessageParser::default().parse(&note.raw).expect("parsable");
+    let attached = parsed.attachment(0).expect("the original is attached");
+    assert_eq!(attached.contents().len(), original.len());
+    assert!(note.raw.len() < original.len() + 2 * MAX_EXCERPT_CHARS + 8192);
+}
+
+#[test]
+fn the_excerpt_keeps_short_requests_whole_and_cuts_one_endless_line() {
+    let short = "One line.\nTwo lines.";
+    assert!(matches!(
+        excerpt(wording::Lang::En, short, true),
+        std::borrow::Cow::Borrowed(s) if s == short
+    ));
+    let endless = "é".repeat(MAX_EXCERPT_CHARS * 2);
+    let cut = excerpt(wording::Lang::Fr, &endless, false);
+    assert!(cut.starts_with(&"é".repeat(MAX_EXCERPT_CHARS)));
+    assert!(
+        cut.ends_with("[… 1 ligne(s) de plus non affichée(s)]\n"),
+        "{}",
+        &cut[cut.len() - 80..]
+    );
+}

@@ -171,3 +171,18 @@ pub(super) fn from_word(lang: Lang) -> &'static str {
         Lang::En => "from",
     }
 }
+
+/// The line that ends a shortened request in the team's notification: how much was left out,
+/// and where the rest is.
+pub(super) fn excerpt_note(lang: Lang, omitted_lines: usize, attached: bool) -> String {
+    match (lang, attached) {
+        (Lang::Fr, true) => format!(
+            "[… {omitted_lines} ligne(s) de plus non affichée(s) : le message complet est joint (original.eml)]"
+        ),
+        (Lang::Fr, false) => format!("[… {omitted_lines} ligne(s) de plus non affichée(s)]"),
+        (Lang::En, true) => format!(
+            "[… {omitted_lines} more line(s) not shown: the whole message is attached (original.eml)]"
+        ),
+        (Lang::En, false) => format!("[… {omitted_lines} more line(s) not shown]"),
+    }
+}
