@@ -621,15 +621,13 @@ fn truncate_chars(s: &str, max: usize) -> String {
 fn excerpt(lang: Lang, text: &str, attached: bool) -> std::borrow::Cow<'_, str> {
     let mut end = 0;
     let mut chars = 0;
-    let mut lines = 0;
-    for line in text.split_inclusive('\n') {
+    for line in text.split_inclusive('\n').take(MAX_EXCERPT_LINES) {
         let n = line.chars().count();
-        if lines == MAX_EXCERPT_LINES || chars + n > MAX_EXCERPT_CHARS {
+        if chars + n > MAX_EXCERPT_CHARS {
             break;
         }
         end += line.len();
         chars += n;
-        lines += 1;
     }
     if end == text.len() {
         return std::borrow::Cow::Borrowed(text);
