@@ -20,22 +20,17 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt::{self, Write as _};
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_imap::types::{Fetch, Flag, UnsolicitedResponse};
 use futures::TryStreamExt;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
-use tokio_rustls::rustls::pki_types::ServerName;
 
 use crate::config::{AfterIngest, ImapConfig, TlsMode};
 use crate::credentials::{CredentialError, Credentials};
+use crate::net::{self, ConnectError, HandshakeError, MailStream};
 use crate::pipeline::{Action, Incoming, Pipeline};
 use crate::store::{self, Store, StoreError};
 use crate::tls::{self, TlsError};
@@ -113,73 +108,6 @@ impl ImapError {
     }
 }
 
-// ------------------------------------------------------------------------------------ stream
-
-/// The connection under a [`Session`]: plain TCP (loopback only, or before STARTTLS) or TLS.
-#[derive(Debug)]
-pub enum MailStream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for MailStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MailStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for MailStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            MailStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            MailStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            MailStream::Plain(s) => s.is_write_vectored(),
-            MailStream::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MailStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MailStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            MailStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
-
 /// An authenticated IMAP session over plain TCP or TLS.
 pub type Session = async_imap::Session<MailStream>;
 type Client = async_imap::Client<MailStream>;
@@ -218,23 +146,20 @@ async fn connect_with_capabilities(
     let host = config.host.as_str();
     let port = port_of(config);
     let address = format!("{host}:{port}");
-    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port))).await {
-        Ok(Ok(tcp)) => tcp,
-        Ok(Err(source)) => return Err(ImapError::Connect { address, source }),
-        Err(_) => {
+    let tcp = match net::connect(host, port, CONNECT_TIMEOUT).await {
+        Ok(tcp) => tcp,
+        Err(ConnectError::Io(source)) => return Err(ImapError::Connect { address, source }),
+        Err(ConnectError::Timeout) => {
             return Err(ImapError::Timeout {
                 during: format!("connect to {address}"),
                 after: CONNECT_TIMEOUT,
             });
         }
     };
-    // IMAP is request/response with small commands: Nagle only adds latency.
-    let _ = tcp.set_nodelay(true);
 
     let client = match config.tls {
         TlsMode::Implicit => {
-            let tls = start_tls(config, tcp).await?;
-            let mut client = Client::new(MailStream::Tls(Box::new(tls)));
+            let mut client = Client::new(start_tls(config, tcp).await?);
             read_greeting(&mut client, &address).await?;
             client
         }
@@ -256,9 +181,8 @@ async fn connect_with_capabilities(
             let MailStream::Plain(tcp) = client.into_inner() else {
                 return Err(ImapError::Internal("STARTTLS on a TLS stream".into()));
             };
-            let tls = start_tls(config, tcp).await?;
             // No greeting after STARTTLS.
-            Client::new(MailStream::Tls(Box::new(tls)))
+            Client::new(start_tls(config, tcp).await?)
         }
         TlsMode::None => {
             let mut client = Client::new(MailStream::Plain(tcp));
@@ -286,29 +210,25 @@ async fn resolve_credentials(config: &ImapConfig) -> Result<Credentials, ImapErr
         .map_err(ImapError::from)
 }
 
-async fn start_tls(config: &ImapConfig, tcp: TcpStream) -> Result<TlsStream<TcpStream>, ImapError> {
+/// The TLS handshake, trusting `ca_file` or else the web PKI roots; gives a TLS [`MailStream`].
+async fn start_tls(config: &ImapConfig, tcp: TcpStream) -> Result<MailStream, ImapError> {
     let tls_config = tls::client_config(config.ca_file.as_deref())?;
-    let host = config.host.trim_start_matches('[').trim_end_matches(']');
-    let name = ServerName::try_from(host.to_string()).map_err(|e| ImapError::Tls {
-        host: config.host.clone(),
-        reason: format!("not a valid server name: {e}"),
-    })?;
-    match tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        TlsConnector::from(tls_config).connect(name, tcp),
-    )
-    .await
-    {
-        Ok(Ok(tls)) => Ok(tls),
-        Ok(Err(e)) => Err(ImapError::Tls {
-            host: config.host.clone(),
-            reason: e.to_string(),
-        }),
-        Err(_) => Err(ImapError::Timeout {
-            during: format!("TLS handshake with {}", config.host),
-            after: CONNECT_TIMEOUT,
-        }),
-    }
+    net::handshake(tls_config, &config.host, tcp, CONNECT_TIMEOUT)
+        .await
+        .map_err(|e| match e {
+            HandshakeError::ServerName(e) => ImapError::Tls {
+                host: config.host.clone(),
+                reason: format!("not a valid server name: {e}"),
+            },
+            HandshakeError::Tls(e) => ImapError::Tls {
+                host: config.host.clone(),
+                reason: e.to_string(),
+            },
+            HandshakeError::Timeout => ImapError::Timeout {
+                during: format!("TLS handshake with {}", config.host),
+                after: CONNECT_TIMEOUT,
+            },
+        })
 }
 
 async fn read_greeting(client: &mut Client, address: &str) -> Result<(), ImapError> {
