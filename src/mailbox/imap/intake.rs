@@ -1,9 +1,10 @@
 //! The intake loop: connect, take in what is new, then wait for more (IDLE, RFC 2177, or
-//! polling), reconnecting with a bounded backoff, until shutdown.
+//! polling), reconnecting with a bounded backoff, until shutdown; and telling the daemon when the
+//! mailbox first answered.
 //!
 //! Entry points: [`Intake::run`] (the daemon's task), [`Intake::poll_once`] (one pass, for tests
-//! and the benchmark). What happens inside a pass, with the mailbox selected, is in
-//! [`super::selected`].
+//! and the benchmark), [`Intake::ready`] (the daemon's READY). What happens inside a pass, with
+//! the mailbox selected, is in [`super::selected`].
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,6 +23,15 @@ const IDLE_REISSUE: Duration = Duration::from_mins(29);
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_mins(1);
 
+/// Whether the intake's mailbox has answered yet (see [`Intake::ready`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    /// Not yet: connecting, or waiting to retry after a failure.
+    Connecting,
+    /// A connection reached the selected state at least once.
+    Answered,
+}
+
 /// Takes mail from one IMAP mailbox into the pipeline.
 ///
 /// The fields the selected-mailbox half (`selected.rs`) works with are visible to the `imap`
@@ -36,6 +46,8 @@ pub struct Intake {
     pub(super) key: String,
     /// The connection, when there is one and its state is known.
     pub(super) live: Option<Selected>,
+    /// Set to [`Readiness::Answered`] once the mailbox answered; see [`Intake::ready`].
+    ready: watch::Sender<Readiness>,
 }
 
 impl fmt::Debug for Intake {
@@ -44,6 +56,7 @@ impl fmt::Debug for Intake {
             .field("key", &self.key)
             .field("host", &self.config.host)
             .field("connected", &self.live.is_some())
+            .field("ready", &*self.ready.borrow())
             .finish_non_exhaustive()
     }
 }
@@ -70,7 +83,16 @@ impl Intake {
             wake_sender,
             key,
             live: None,
+            ready: watch::channel(Readiness::Connecting).0,
         }
+    }
+
+    /// Tells when the mailbox has answered: [`Readiness::Answered`] once a connection got as
+    /// far as a selected mailbox (login, SELECT, UIDVALIDITY checked, catch-up marked), for the
+    /// first time in this intake's life. It never goes back, and it is not a health signal:
+    /// `supportd status` has the mailbox's last error. The daemon sends systemd `READY=1` on it.
+    pub(crate) fn ready(&self) -> watch::Receiver<Readiness> {
+        self.ready.subscribe()
     }
 
     /// Runs until `shutdown` becomes true: connect, catch up, then IDLE (or poll), forever,
@@ -130,7 +152,7 @@ impl Intake {
                 () = stopped(shutdown) => None,
             };
             match opened {
-                Some(live) => self.live = Some(live?),
+                Some(live) => self.opened(live?),
                 None => return Ok(Wake::Shutdown),
             }
         }
@@ -185,10 +207,18 @@ impl Intake {
         }
     }
 
+    /// Keeps a fresh connection, and tells whoever watches [`Self::ready`] that the mailbox
+    /// answered.
+    fn opened(&mut self, live: Selected) {
+        self.live = Some(live);
+        self.ready.send_replace(Readiness::Answered);
+    }
+
     /// Connects if needed, then takes in everything new; records success.
     async fn pass(&mut self, stop: Option<&watch::Receiver<bool>>) -> Result<usize, ImapError> {
         if self.live.is_none() {
-            self.live = Some(self.open().await?);
+            let live = self.open().await?;
+            self.opened(live);
         }
         let count = self.sync(stop).await?;
         let key = self.key.clone();

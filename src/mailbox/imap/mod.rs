@@ -9,7 +9,7 @@
 //!   STARTTLS, LOGIN or XOAUTH2, CAPABILITY; APPEND; [`ImapError`] and the command time limits.
 //! - `selected`: the selected state: UIDVALIDITY against the watermark, catch-up, fetch, commit,
 //!   and marking after the commit.
-//! - `intake`: the loop around them: IDLE or polling, reconnect backoff.
+//! - `intake`: the loop around them: IDLE or polling, reconnect backoff, readiness.
 //! - `uid`: UID sets and batch cutting, pure.
 //!
 //! # Why it is built this way
@@ -32,4 +32,5 @@ mod session;
 mod uid;
 
 pub use intake::Intake;
+pub(crate) use intake::Readiness;
 pub use session::{ImapError, Session, append, connect};
