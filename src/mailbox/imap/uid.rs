@@ -78,6 +78,8 @@ pub(crate) fn cut_batches(
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -123,5 +125,96 @@ mod tests {
         assert_eq!(uids_above([3], 7), Vec::<u32>::new());
         assert_eq!(uids_above([9, 8, 12, 7], 7), vec![8, 9, 12]);
         assert_eq!(uids_above([1, 2], 0), vec![1, 2]);
+    }
+
+    #[test]
+    fn uid_sets_join_neighbours_and_repeats_into_one_range() {
+        assert_eq!(uid_set(&[4, 3]), "3:4");
+        assert_eq!(uid_set(&[5, 5, 6, 6, 7]), "5:7");
+        assert_eq!(uid_set(&[8, 8, 8]), "8");
+        assert_eq!(uid_set(&[1, 2, 4, 5]), "1:2,4:5");
+    }
+
+    #[test]
+    fn star_range_answers_lose_repeats_and_nothing_lies_above_the_largest_uid() {
+        assert_eq!(uids_above([9, 9, 8, 8, 12], 7), vec![8, 9, 12]);
+        assert_eq!(uids_above([u32::MAX], u32::MAX), Vec::<u32>::new());
+        assert_eq!(uids_above([u32::MAX], u32::MAX - 1), vec![u32::MAX]);
+        assert_eq!(uids_above([], 5), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn a_batch_that_fills_the_byte_budget_exactly_is_not_cut() {
+        let uids: Vec<u32> = (1..=5).collect();
+        let sizes: BTreeMap<u32, u64> = uids.iter().map(|&u| (u, 10)).collect();
+        assert_eq!(
+            cut_batches(&uids, &sizes, 100, 20),
+            vec![vec![1, 2], vec![3, 4], vec![5]]
+        );
+        assert_eq!(
+            cut_batches(&uids, &sizes, 1, 1000),
+            vec![vec![1], vec![2], vec![3], vec![4], vec![5]]
+        );
+        // With no size known, only the count cuts.
+        assert_eq!(
+            cut_batches(&uids, &BTreeMap::new(), 2, 1),
+            vec![vec![1, 2], vec![3, 4], vec![5]]
+        );
+    }
+
+    /// The UIDs a set written by [`uid_set`] stands for.
+    fn expand(set: &str) -> Vec<u32> {
+        if set.is_empty() {
+            return Vec::new();
+        }
+        set.split(',')
+            .flat_map(|part| match part.split_once(':') {
+                Some((a, b)) => {
+                    let (a, b): (u32, u32) = (a.parse().expect("start"), b.parse().expect("end"));
+                    assert!(a < b, "range {part} is not ascending");
+                    (a..=b).collect::<Vec<u32>>()
+                }
+                None => vec![part.parse().expect("uid")],
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn a_uid_set_stands_for_exactly_its_uids_in_the_fewest_ranges(
+            uids in proptest::collection::vec(1u32..200, 0..60)
+        ) {
+            let set = uid_set(&uids);
+            let mut want = uids.clone();
+            want.sort_unstable();
+            want.dedup();
+            prop_assert_eq!(expand(&set), want.clone());
+            // One range per run of consecutive UIDs: no two parts could have been joined.
+            let runs = want.windows(2).filter(|w| w[1] != w[0] + 1).count() + usize::from(!want.is_empty());
+            prop_assert_eq!(set.split(',').filter(|p| !p.is_empty()).count(), runs);
+        }
+
+        #[test]
+        fn batches_keep_every_uid_in_order_and_respect_both_limits(
+            sizes in proptest::collection::vec(proptest::option::of(0u64..100), 0..60),
+            max_count in 1usize..8,
+            max_bytes in 1u64..300,
+        ) {
+            let uids: Vec<u32> = (1..=u32::try_from(sizes.len()).expect("small")).collect();
+            let known: BTreeMap<u32, u64> = uids
+                .iter()
+                .zip(&sizes)
+                .filter_map(|(&u, s)| s.map(|s| (u, s)))
+                .collect();
+            let batches = cut_batches(&uids, &known, max_count, max_bytes);
+            prop_assert_eq!(batches.concat(), uids);
+            for batch in &batches {
+                prop_assert!(!batch.is_empty() && batch.len() <= max_count, "{batch:?}");
+                let bytes: u64 = batch.iter().filter_map(|u| known.get(u)).sum();
+                prop_assert!(bytes <= max_bytes || batch.len() == 1, "{batch:?}: {bytes} bytes");
+            }
+        }
     }
 }
