@@ -16,10 +16,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch};
 
 use crate::config::Config;
-use crate::mailbox::imap::Intake;
+use crate::mailbox::imap::{Intake, Readiness};
 use crate::outbox::Sender;
 use crate::pipeline::Pipeline;
-use crate::store::{self, Store};
+use crate::store::Store;
 
 /// READY is sent once the mailbox answered, or after this long in any case.
 const READY_AT_THE_LATEST: Duration = Duration::from_secs(30);
@@ -64,21 +64,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     intake_store.checkpoint_in_background()?;
     let pipeline = Arc::new(Pipeline::new(&config, &mut intake_store)?);
     let sender_store = Store::open(&config.storage.database)?;
-    let status_store = Store::open(&config.storage.database)?;
-    let mailbox_key = config.imap.as_ref().map(|i| {
-        format!(
-            "{}/{}",
-            i.auth.username.clone().unwrap_or_default(),
-            i.mailbox
-        )
-    });
-    let started_at = start_second(&status_store, mailbox_key.as_deref()).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let wake = Arc::new(Notify::new());
     let mut tasks = tokio::task::JoinSet::new();
 
-    match config.imap.clone() {
+    // The intake says when its mailbox answered; without one there is nothing to wait for.
+    let mut intake_ready = match config.imap.clone() {
         Some(imap) => {
             let intake = Intake::new(
                 imap,
@@ -86,13 +78,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 Arc::new(Mutex::new(intake_store)),
                 wake.clone(),
             );
+            let ready = intake.ready();
             let rx = stop_rx.clone();
             tasks.spawn(async move { ("intake", intake.run(rx).await) });
+            Some(ready)
         }
-        None => tracing::warn!(
-            "no [imap] section: nothing is fetched (use `supportd ingest` from an MTA pipe)"
-        ),
-    }
+        None => {
+            tracing::warn!(
+                "no [imap] section: nothing is fetched (use `supportd ingest` from an MTA pipe)"
+            );
+            None
+        }
+    };
     match &config.smtp {
         Some(_) => {
             let sender = Sender::new(&config, Arc::new(Mutex::new(sender_store)))?;
@@ -110,11 +107,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     let notifier = SystemdNotifier::from_env();
     let mut ready_sent = false;
-    let ready_waited = tokio::time::Instant::now();
+    let ready_deadline = tokio::time::Instant::now() + READY_AT_THE_LATEST;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let watchdog_every = notifier.watchdog_interval();
     let mut last_watchdog = tokio::time::Instant::now();
-    let status_store = Mutex::new(status_store);
     tokio::pin!(shutdown);
 
     let result = loop {
@@ -139,27 +135,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                     notifier.notify("WATCHDOG=1");
                     last_watchdog = tokio::time::Instant::now();
                 }
-                if !ready_sent {
-                    // READY once the mailbox answered (or at once without IMAP).
-                    let connected = match &mailbox_key {
-                        None => true,
-                        Some(key) => {
-                            let s = status_store.lock().unwrap_or_else(|p| p.into_inner());
-                            store::mailbox_state(s.conn(), key).ok().and_then(|m| m.last_fetch_at).is_some_and(|t| t >= started_at)
-                        }
-                    };
-                    if connected {
-                        ready_sent = true;
-                        tracing::info!("ready");
-                        notifier.notify("READY=1\nSTATUS=connected; waiting for mail");
-                    } else if ready_waited.elapsed() >= READY_AT_THE_LATEST {
-                        // A mailbox that is down at boot must not make systemd kill and restart
-                        // us in a loop: the intake keeps retrying, and status says why.
-                        ready_sent = true;
-                        tracing::warn!("ready, but the mailbox has not answered yet");
-                        notifier.notify("READY=1\nSTATUS=mailbox not reachable yet; retrying");
-                    }
-                }
+            }
+            // READY once the mailbox answered (or at once without IMAP).
+            () = answered(intake_ready.as_mut()), if !ready_sent => {
+                ready_sent = true;
+                tracing::info!("ready");
+                notifier.notify("READY=1\nSTATUS=connected; waiting for mail");
+            }
+            () = tokio::time::sleep_until(ready_deadline), if !ready_sent => {
+                // A mailbox that is down at boot must not make systemd kill and restart us in a
+                // loop: the intake keeps retrying, and status says why.
+                ready_sent = true;
+                tracing::warn!("ready, but the mailbox has not answered yet");
+                notifier.notify("READY=1\nSTATUS=mailbox not reachable yet; retrying");
             }
         }
     };
@@ -180,21 +168,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     result
 }
 
-/// The second this run counts as started in: READY is sent once the mailbox's `last_fetch_at`
-/// reaches it. That column has a resolution of one second, so when the previous run's last
-/// fetch falls in the current second (a quick restart) this waits for the next one; otherwise
-/// the old fetch would pass for ours and READY would go out before the server ever answered.
-async fn start_second(status_store: &Store, mailbox_key: Option<&str>) -> anyhow::Result<i64> {
-    let Some(key) = mailbox_key else {
-        return Ok(store::now());
+/// Returns once the intake's mailbox has answered, at once without an intake (`None`). Never
+/// returns if the intake is gone before that: its task's end is reported on its own.
+async fn answered(intake_ready: Option<&mut watch::Receiver<Readiness>>) {
+    let Some(ready) = intake_ready else {
+        return;
     };
-    let previous = store::mailbox_state(status_store.conn(), key)?.last_fetch_at;
-    loop {
-        let now = store::now();
-        if previous.is_none_or(|t| t < now) {
-            return Ok(now);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    if ready.wait_for(|r| *r == Readiness::Answered).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -240,5 +221,30 @@ impl SystemdNotifier {
         {
             tracing::debug!("sd_notify: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ready_waits_for_the_intake_to_answer_but_not_for_a_missing_intake() {
+        answered(None).await;
+        let (intake, mut ready) = watch::channel(Readiness::Connecting);
+        let early = tokio::time::timeout(Duration::from_millis(50), answered(Some(&mut ready)));
+        assert!(early.await.is_err(), "ready before the mailbox answered");
+        intake.send_replace(Readiness::Answered);
+        tokio::time::timeout(Duration::from_secs(5), answered(Some(&mut ready)))
+            .await
+            .expect("ready once the mailbox answered");
+    }
+
+    #[tokio::test]
+    async fn an_intake_gone_before_answering_never_makes_us_ready() {
+        let (intake, mut ready) = watch::channel(Readiness::Connecting);
+        drop(intake);
+        let waited = tokio::time::timeout(Duration::from_millis(50), answered(Some(&mut ready)));
+        assert!(waited.await.is_err(), "a dead intake counted as answered");
     }
 }

@@ -13,7 +13,8 @@
 //! - [`pipeline`]: one batch of raw messages in, one committed transaction out.
 //! - [`daemon`]: intake and sender as tasks, signals, reload, systemd notify.
 //!
-//! [`config`] is the typed configuration; [`cli`] has one function per subcommand.
+//! [`config`] is the typed configuration; [`cli`] has one function per subcommand; [`net`] and
+//! [`tls`] open the connections to the mail servers that [`mailbox`] and [`outbox`] talk to.
 
 pub mod classify;
 pub mod cli;
@@ -22,6 +23,7 @@ pub mod credentials;
 pub mod daemon;
 pub mod guard;
 pub mod mailbox;
+pub mod net;
 pub mod outbox;
 pub mod parse;
 pub mod pipeline;

@@ -25,16 +25,13 @@ use lettre::transport::smtp::client::{
     AsyncSmtpConnection, AsyncTokioStream, Certificate, CertificateStore, TlsParameters,
 };
 use lettre::transport::smtp::extension::ClientId;
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
-use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::ClientConfig;
-use tokio_rustls::rustls::pki_types::ServerName;
 
 use crate::config::{AuthConfig, Config, ImapConfig, SmtpConfig, TlsMode};
 use crate::credentials::Credentials;
-use crate::mailbox::imap::MailStream;
+use crate::net::{self, ConnectError, HandshakeError, MailStream};
 use crate::store::{self, OutboxItem, Store};
 
 /// First retry delay after a temporary failure.
@@ -488,32 +485,32 @@ impl Server {
             refused: false,
         };
         let host = self.host.trim_start_matches('[').trim_end_matches(']');
-        let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, self.port)))
-            .await
-        {
-            Ok(Ok(tcp)) => tcp,
-            Ok(Err(e)) => return Err(unreachable(format!("cannot connect to {address}: {e}"))),
-            Err(_) => {
+        // `net::connect` sets TCP_NODELAY: lettre writes a message and its final "\r\n.\r\n"
+        // separately, and with Nagle's algorithm every message took 40 ms more.
+        let tcp = match net::connect(host, self.port, CONNECT_TIMEOUT).await {
+            Ok(tcp) => tcp,
+            Err(ConnectError::Io(e)) => {
+                return Err(unreachable(format!("cannot connect to {address}: {e}")));
+            }
+            Err(ConnectError::Timeout) => {
                 return Err(unreachable(format!(
                     "connecting to {address} timed out after {CONNECT_TIMEOUT:?}"
                 )));
             }
         };
-        // lettre writes a message and its final "\r\n.\r\n" separately: with Nagle's algorithm
-        // the second write waits for the server to acknowledge the first, which it delays by
-        // ~40 ms, so every message took 40 ms more (about 20 per second at best).
-        let _ = tcp.set_nodelay(true);
         let stream = match (&self.tls, &self.implicit) {
             (TlsMode::Implicit, Some(config)) => {
-                let name = ServerName::try_from(host.to_string())
-                    .map_err(|e| unreachable(format!("{host} is not a valid server name: {e}")))?;
-                let handshake = TlsConnector::from(config.clone()).connect(name, tcp);
-                match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
-                    Ok(Ok(tls)) => MailStream::Tls(Box::new(tls)),
-                    Ok(Err(e)) => {
+                match net::handshake(config.clone(), host, tcp, CONNECT_TIMEOUT).await {
+                    Ok(tls) => tls,
+                    Err(HandshakeError::ServerName(e)) => {
+                        return Err(unreachable(format!(
+                            "{host} is not a valid server name: {e}"
+                        )));
+                    }
+                    Err(HandshakeError::Tls(e)) => {
                         return Err(unreachable(format!("TLS with {address} failed: {e}")));
                     }
-                    Err(_) => {
+                    Err(HandshakeError::Timeout) => {
                         return Err(unreachable(format!(
                             "TLS handshake with {address} timed out"
                         )));
