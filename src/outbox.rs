@@ -286,7 +286,7 @@ impl Sender {
             .map_err(|e| SendError::Permanent(format!("invalid recipient {:?}: {e}", item.to)))?;
         // RFC 3834 §3.3: an automatic response goes out with a null reverse-path, so that
         // whatever it provokes (a bounce, another auto-reply) goes nowhere.
-        let from = if item.kind == "ack" {
+        let from = if item.kind == store::OutboxKind::Ack {
             None
         } else {
             Some(self.support_address.clone())

@@ -21,7 +21,10 @@ use crate::config::Config;
 use crate::guard::{self, Automated, AutomatedKind, GuardPolicy};
 use crate::parse::{self, ParsedMessage};
 use crate::reply::{self, AckInput, Identity, NotificationInput, Templates};
-use crate::store::{self, Store, StoreError};
+use crate::store::{
+    self, Direction, EventKind, MessageAction, OutboxKind, OutboxStatus, ParticipantRole, Store,
+    StoreError,
+};
 use crate::thread::{self, IdOrigin, MessageIdSigner, ThreadHints};
 
 mod jobs;
@@ -526,7 +529,7 @@ impl Pipeline {
         if let Some(existing) = store::find_duplicate(conn, &msg.message_id, &msg.raw_sha256)? {
             store::record_event(
                 conn,
-                "duplicate",
+                EventKind::Duplicate,
                 None,
                 Some(existing.id),
                 None,
@@ -567,7 +570,7 @@ impl Pipeline {
                 incoming,
                 msg,
                 ticket.map(|t| t.id),
-                "automated",
+                MessageAction::Automated,
                 None,
                 Some(&auto.reason),
                 now,
@@ -592,13 +595,20 @@ impl Pipeline {
                 incoming,
                 msg,
                 Some(ticket.id),
-                "reply",
+                MessageAction::Reply,
                 Some(&ticket.category),
                 None,
                 now,
             )?;
             if store::touch_ticket(conn, ticket.id, now)? {
-                store::record_event(conn, "reopened", Some(ticket.id), None, Some(from), &how)?;
+                store::record_event(
+                    conn,
+                    EventKind::Reopened,
+                    Some(ticket.id),
+                    None,
+                    Some(from),
+                    &how,
+                )?;
             }
             self.add_cc_participants(conn, ticket.id, msg)?;
             if incoming.oversized {
@@ -643,7 +653,7 @@ impl Pipeline {
             incoming,
             msg,
             Some(ticket_id),
-            "new",
+            MessageAction::New,
             Some(&category.id),
             None,
             now,
@@ -673,7 +683,14 @@ impl Pipeline {
         outcome.ack = match msg.from.as_ref() {
             None => {
                 let reason = refusal.unwrap_or_else(|| "no sender address".into());
-                store::record_event(conn, "ack_suppressed", Some(ticket_id), None, None, &reason)?;
+                store::record_event(
+                    conn,
+                    EventKind::AckSuppressed,
+                    Some(ticket_id),
+                    None,
+                    None,
+                    &reason,
+                )?;
                 AckDecision::Suppressed(reason)
             }
             Some(customer) => {
@@ -682,7 +699,7 @@ impl Pipeline {
                     Some(reason) => {
                         store::record_event(
                             conn,
-                            "ack_suppressed",
+                            EventKind::AckSuppressed,
                             Some(ticket_id),
                             None,
                             Some(from),
@@ -751,7 +768,7 @@ impl Pipeline {
                 IdOrigin::Forged => {
                     store::record_event(
                         conn,
-                        "forged_reference",
+                        EventKind::ForgedReference,
                         None,
                         None,
                         Some(from),
@@ -791,7 +808,7 @@ impl Pipeline {
             }
             store::record_event(
                 conn,
-                "link_refused",
+                EventKind::LinkRefused,
                 Some(ticket_id),
                 None,
                 Some(from),
@@ -824,7 +841,7 @@ impl Pipeline {
             store::mark_bouncing(conn, address, now)?;
             store::record_event(
                 conn,
-                "bounce",
+                EventKind::Bounce,
                 Some(ticket.id),
                 Some(row),
                 Some(address),
@@ -898,7 +915,7 @@ impl Pipeline {
         incoming: &Incoming,
         msg: &ParsedMessage,
         ticket_id: Option<i64>,
-        action: &str,
+        action: MessageAction,
         category: Option<&str>,
         automated: Option<&str>,
         now: i64,
@@ -907,7 +924,7 @@ impl Pipeline {
             conn,
             &store::NewMessage {
                 ticket_id,
-                direction: "in",
+                direction: Direction::In,
                 message_id: &msg.message_id,
                 raw_sha256: &msg.raw_sha256,
                 in_reply_to: &msg.in_reply_to.join(" "),
@@ -960,7 +977,7 @@ impl Pipeline {
             {
                 continue;
             }
-            store::add_participant(conn, ticket_id, a, "cc")?;
+            store::add_participant(conn, ticket_id, a, ParticipantRole::Cc)?;
         }
         Ok(())
     }
@@ -969,7 +986,7 @@ impl Pipeline {
     fn queue(
         &self,
         conn: &Connection,
-        kind: &str,
+        kind: OutboxKind,
         ticket_id: i64,
         out: &reply::Outgoing,
         suppressed: Option<&str>,
@@ -986,9 +1003,9 @@ impl Pipeline {
                 in_reply_to: out.in_reply_to.as_deref(),
                 raw: &out.raw,
                 status: if suppressed.is_some() {
-                    "suppressed"
+                    OutboxStatus::Suppressed
                 } else {
-                    "queued"
+                    OutboxStatus::Queued
                 },
                 last_error: suppressed,
                 at: now,
@@ -1047,9 +1064,16 @@ impl Pipeline {
                     ..
                 },
                 Ok(out),
-            ) => self.queue(conn, "ack", *ticket_id, &out, suppressed.as_deref(), now),
+            ) => self.queue(
+                conn,
+                OutboxKind::Ack,
+                *ticket_id,
+                &out,
+                suppressed.as_deref(),
+                now,
+            ),
             (Draft::Notification { ticket, .. }, Ok(out)) => {
-                self.queue(conn, "notification", ticket.id, &out, None, now)
+                self.queue(conn, OutboxKind::Notification, ticket.id, &out, None, now)
             }
             (
                 Draft::Ack {
@@ -1065,7 +1089,7 @@ impl Pipeline {
                 tracing::error!(ticket = %ticket_ref, "acknowledgement not rendered: {e}");
                 store::record_event(
                     conn,
-                    "ack_failed",
+                    EventKind::AckFailed,
                     Some(*ticket_id),
                     None,
                     Some(&customer.address),
@@ -1080,7 +1104,7 @@ impl Pipeline {
                 tracing::error!(ticket = %ticket.ticket_ref, "team notification not rendered: {e}");
                 store::record_event(
                     conn,
-                    "notification_failed",
+                    EventKind::NotificationFailed,
                     Some(ticket.id),
                     None,
                     None,
@@ -1356,7 +1380,7 @@ fn quarantine(
         conn,
         &store::NewMessage {
             ticket_id: None,
-            direction: "in",
+            direction: Direction::In,
             message_id: &qid,
             raw_sha256: &msg.raw_sha256,
             in_reply_to: "",
@@ -1367,7 +1391,7 @@ fn quarantine(
             subject: &msg.subject,
             date: msg.date,
             received_at: store::now(),
-            action: "quarantined",
+            action: MessageAction::Quarantined,
             category: None,
             language: None,
             automated: None,
@@ -1381,7 +1405,7 @@ fn quarantine(
             error: Some(error),
         },
     )?;
-    store::record_event(conn, "quarantined", None, Some(id), None, error)?;
+    store::record_event(conn, EventKind::Quarantined, None, Some(id), None, error)?;
     Ok(Outcome {
         source: incoming.source.clone(),
         ticket: None,
