@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -80,12 +80,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     match config.imap.clone() {
         Some(imap) => {
-            let intake = Intake::new(
-                imap,
-                pipeline.clone(),
-                Arc::new(Mutex::new(intake_store)),
-                wake.clone(),
-            );
+            let intake = Intake::new(imap, pipeline.clone(), intake_store, wake.clone());
             let rx = stop_rx.clone();
             tasks.spawn(async move { ("intake", intake.run(rx).await) });
         }
@@ -95,7 +90,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     match &config.smtp {
         Some(_) => {
-            let sender = Sender::new(&config, Arc::new(Mutex::new(sender_store)))?;
+            let sender = Sender::new(&config, sender_store)?;
             let rx = stop_rx.clone();
             let wake = wake.clone();
             tasks.spawn(async move { ("sender", sender.run(wake, rx).await) });
@@ -114,7 +109,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let watchdog_every = notifier.watchdog_interval();
     let mut last_watchdog = tokio::time::Instant::now();
-    let status_store = Mutex::new(status_store);
+    let status_store = store::Shared::new(status_store);
     tokio::pin!(shutdown);
 
     let result = loop {
@@ -144,8 +139,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                     let connected = match &mailbox_key {
                         None => true,
                         Some(key) => {
-                            let s = status_store.lock().unwrap_or_else(|p| p.into_inner());
-                            store::mailbox_state(s.conn(), key).ok().and_then(|m| m.last_fetch_at).is_some_and(|t| t >= started_at)
+                            let key = key.clone();
+                            let state = status_store.run(move |s| store::mailbox_state(s.conn(), &key)).await;
+                            state.ok().and_then(|m| m.last_fetch_at).is_some_and(|t| t >= started_at)
                         }
                     };
                     if connected {

@@ -35,7 +35,7 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use crate::config::{AuthConfig, Config, ImapConfig, SmtpConfig, TlsMode};
 use crate::credentials::Credentials;
 use crate::mailbox::imap::MailStream;
-use crate::store::{self, OutboxItem, Store};
+use crate::store::{self, OutboxItem, Shared};
 
 /// First retry delay after a temporary failure.
 const FIRST_RETRY: Duration = Duration::from_secs(60);
@@ -85,7 +85,7 @@ pub struct Sender {
     server: Server,
     /// The open connection between messages, and when it was last used.
     connection: Mutex<Option<(AsyncSmtpConnection, Instant)>>,
-    store: Arc<Mutex<Store>>,
+    store: Shared,
     support_address: Address,
     append_sent: Option<ImapConfig>,
 }
@@ -101,7 +101,7 @@ impl Sender {
     ///
     /// # Errors
     /// No `[smtp]` section, unreadable credentials or CA file, or an invalid support address.
-    pub fn new(config: &Config, store: Arc<Mutex<Store>>) -> anyhow::Result<Sender> {
+    pub fn new(config: &Config, store: impl Into<Shared>) -> anyhow::Result<Sender> {
         let smtp = config
             .smtp
             .as_ref()
@@ -125,7 +125,7 @@ impl Sender {
         Ok(Sender {
             server,
             connection: Mutex::new(None),
-            store,
+            store: store.into(),
             support_address,
             append_sent,
         })
@@ -141,12 +141,10 @@ impl Sender {
         wake: Arc<Notify>,
         mut shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        let store = self.store.clone();
-        let requeued = tokio::task::spawn_blocking(move || {
-            let s = store.lock().unwrap_or_else(|p| p.into_inner());
-            store::requeue_interrupted(s.conn())
-        })
-        .await??;
+        let requeued = self
+            .store
+            .run(|s| store::requeue_interrupted(s.conn()))
+            .await?;
         if requeued > 0 {
             tracing::warn!(
                 requeued,
@@ -188,12 +186,7 @@ impl Sender {
     }
 
     async fn next_wait(&self) -> anyhow::Result<Duration> {
-        let store = self.store.clone();
-        let next = tokio::task::spawn_blocking(move || {
-            let s = store.lock().unwrap_or_else(|p| p.into_inner());
-            store::next_due_at(s.conn())
-        })
-        .await??;
+        let next = self.store.run(|s| store::next_due_at(s.conn())).await?;
         let now = store::now();
         Ok(match next {
             Some(at) if at <= now => Duration::ZERO,
@@ -210,16 +203,16 @@ impl Sender {
     pub async fn send_due(&self, shutdown: &watch::Receiver<bool>) -> anyhow::Result<SendReport> {
         let mut report = SendReport::default();
         while !*shutdown.borrow() && report.pause.is_none() {
-            let store = self.store.clone();
-            let next = tokio::task::spawn_blocking(move || {
-                let s = store.lock().unwrap_or_else(|p| p.into_inner());
-                let next = store::next_due(s.conn(), store::now())?;
-                if let Some((item, _)) = &next {
-                    store::mark_sending(s.conn(), item.id)?;
-                }
-                anyhow::Ok(next)
-            })
-            .await??;
+            let next = self
+                .store
+                .run(|s| {
+                    let next = store::next_due(s.conn(), store::now())?;
+                    if let Some((item, _)) = &next {
+                        store::mark_sending(s.conn(), item.id)?;
+                    }
+                    Ok(next)
+                })
+                .await?;
             let Some((item, raw)) = next else {
                 break;
             };
@@ -360,10 +353,8 @@ impl Sender {
     }
 
     async fn finish(&self, id: i64, how: Finish) -> anyhow::Result<()> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let s = store.lock().unwrap_or_else(|p| p.into_inner());
-            match how {
+        self.store
+            .run(move |s| match how {
                 Finish::Sent => store::mark_sent(s.conn(), id, store::now()),
                 Finish::Retry(at, e) => store::mark_retry(s.conn(), id, at, &e),
                 Finish::Failed(e, ticket) => {
@@ -373,9 +364,8 @@ impl Sender {
                     }
                     Ok(())
                 }
-            }
-        })
-        .await??;
+            })
+            .await?;
         Ok(())
     }
 }

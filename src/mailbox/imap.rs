@@ -21,7 +21,7 @@ use std::fmt::{self, Write as _};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -37,7 +37,7 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use crate::config::{AfterIngest, ImapConfig, TlsMode};
 use crate::credentials::{CredentialError, Credentials};
 use crate::pipeline::{Action, Incoming, Pipeline};
-use crate::store::{self, Store, StoreError};
+use crate::store::{self, Shared, StoreError};
 use crate::tls::{self, TlsError};
 
 /// The keyword set on a message once it is committed (after = "keyword").
@@ -632,7 +632,7 @@ enum Wake {
 pub struct Intake {
     config: ImapConfig,
     pipeline: Arc<Pipeline>,
-    store: Arc<Mutex<Store>>,
+    store: Shared,
     wake_sender: Arc<Notify>,
     /// `"{username}/{mailbox}"`, the key of the watermark row.
     key: String,
@@ -653,7 +653,7 @@ impl Intake {
     pub fn new(
         config: ImapConfig,
         pipeline: Arc<Pipeline>,
-        store: Arc<Mutex<Store>>,
+        store: impl Into<Shared>,
         wake_sender: Arc<Notify>,
     ) -> Self {
         let key = format!(
@@ -664,7 +664,7 @@ impl Intake {
         Self {
             config,
             pipeline,
-            store,
+            store: store.into(),
             wake_sender,
             key,
             live: None,
@@ -776,7 +776,8 @@ impl Intake {
         let text = e.to_string();
         let auth = e.is_auth();
         if let Err(err) = self
-            .with_store(move |s| store::record_fetch_error(s.conn(), &key, &text, auth))
+            .store
+            .run(move |s| store::record_fetch_error(s.conn(), &key, &text, auth))
             .await
         {
             tracing::error!(mailbox = %self.key, "cannot record the IMAP error: {err}");
@@ -790,7 +791,8 @@ impl Intake {
         }
         let count = self.sync(stop).await?;
         let key = self.key.clone();
-        self.with_store(move |s| store::record_fetch_ok(s.conn(), &key))
+        self.store
+            .run(move |s| store::record_fetch_ok(s.conn(), &key))
             .await?;
         Ok(count)
     }
@@ -853,7 +855,8 @@ impl Intake {
 
         let key = self.key.clone();
         let state = self
-            .with_store(move |s| store::mailbox_state(s.conn(), &key))
+            .store
+            .run(move |s| store::mailbox_state(s.conn(), &key))
             .await?;
         let last_uid = match state.uidvalidity {
             Some(v) if v == uidvalidity => state.last_uid,
@@ -869,7 +872,8 @@ impl Intake {
                 }
                 // Recorded at once so that a rescan interrupted by a crash resumes where it was.
                 let key = self.key.clone();
-                self.with_store(move |s| store::set_watermark(s.conn(), &key, uidvalidity, 0))
+                self.store
+                    .run(move |s| store::set_watermark(s.conn(), &key, uidvalidity, 0))
                     .await?;
                 0
             }
@@ -1105,7 +1109,8 @@ impl Intake {
         let pipeline = self.pipeline.clone();
         let key = self.key.clone();
         let outcomes = self
-            .with_store(move |s| {
+            .store
+            .run(move |s| {
                 pipeline.ingest_prepared(s, prepared, |conn| {
                     store::set_watermark(conn, &key, validity, high)
                 })
@@ -1372,23 +1377,6 @@ impl Intake {
                 return Ok(Wake::Changed);
             }
         }
-    }
-
-    /// Runs `f` with the store on a blocking thread: SQLite calls block, and the connection
-    /// must never be held across an await.
-    async fn with_store<T, F>(&self, f: F) -> Result<T, ImapError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
-    {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = store.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| ImapError::Internal(format!("database task: {e}")))?
-        .map_err(ImapError::Store)
     }
 }
 
