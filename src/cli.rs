@@ -537,7 +537,7 @@ fn status(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let mailboxes = store::all_mailboxes(store.conn())?;
     let outbox: serde_json::Map<String, serde_json::Value> = store::outbox_counts(store.conn())?
         .into_iter()
-        .map(|(k, v)| (k, v.into()))
+        .map(|(k, v)| (k.to_string(), v.into()))
         .collect();
     let quarantined = store::quarantined(store.conn(), 20)?;
     let quarantined_count = store::stats(store.conn())?.quarantined;

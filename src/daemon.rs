@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -72,12 +72,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     // The intake says when its mailbox answered; without one there is nothing to wait for.
     let mut intake_ready = match config.imap.clone() {
         Some(imap) => {
-            let intake = Intake::new(
-                imap,
-                pipeline.clone(),
-                Arc::new(Mutex::new(intake_store)),
-                wake.clone(),
-            );
+            let intake = Intake::new(imap, pipeline.clone(), intake_store, wake.clone());
             let ready = intake.ready();
             let rx = stop_rx.clone();
             tasks.spawn(async move { ("intake", intake.run(rx).await) });
@@ -92,7 +87,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     };
     match &config.smtp {
         Some(_) => {
-            let sender = Sender::new(&config, Arc::new(Mutex::new(sender_store)))?;
+            let sender = Sender::new(&config, sender_store)?;
             let rx = stop_rx.clone();
             let wake = wake.clone();
             tasks.spawn(async move { ("sender", sender.run(wake, rx).await) });

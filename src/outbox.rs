@@ -32,7 +32,7 @@ use tokio_rustls::rustls::ClientConfig;
 use crate::config::{AuthConfig, Config, ImapConfig, SmtpConfig, TlsMode};
 use crate::credentials::Credentials;
 use crate::net::{self, ConnectError, HandshakeError, MailStream};
-use crate::store::{self, OutboxItem, Store};
+use crate::store::{self, OutboxItem, Shared};
 
 /// First retry delay after a temporary failure.
 const FIRST_RETRY: Duration = Duration::from_secs(60);
@@ -82,7 +82,7 @@ pub struct Sender {
     server: Server,
     /// The open connection between messages, and when it was last used.
     connection: Mutex<Option<(AsyncSmtpConnection, Instant)>>,
-    store: Arc<Mutex<Store>>,
+    store: Shared,
     support_address: Address,
     append_sent: Option<ImapConfig>,
 }
@@ -98,7 +98,7 @@ impl Sender {
     ///
     /// # Errors
     /// No `[smtp]` section, unreadable credentials or CA file, or an invalid support address.
-    pub fn new(config: &Config, store: Arc<Mutex<Store>>) -> anyhow::Result<Sender> {
+    pub fn new(config: &Config, store: impl Into<Shared>) -> anyhow::Result<Sender> {
         let smtp = config
             .smtp
             .as_ref()
@@ -122,7 +122,7 @@ impl Sender {
         Ok(Sender {
             server,
             connection: Mutex::new(None),
-            store,
+            store: store.into(),
             support_address,
             append_sent,
         })
@@ -138,12 +138,10 @@ impl Sender {
         wake: Arc<Notify>,
         mut shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        let store = self.store.clone();
-        let requeued = tokio::task::spawn_blocking(move || {
-            let s = store.lock().unwrap_or_else(|p| p.into_inner());
-            store::requeue_interrupted(s.conn())
-        })
-        .await??;
+        let requeued = self
+            .store
+            .run(|s| store::requeue_interrupted(s.conn()))
+            .await?;
         if requeued > 0 {
             tracing::warn!(
                 requeued,
@@ -185,12 +183,7 @@ impl Sender {
     }
 
     async fn next_wait(&self) -> anyhow::Result<Duration> {
-        let store = self.store.clone();
-        let next = tokio::task::spawn_blocking(move || {
-            let s = store.lock().unwrap_or_else(|p| p.into_inner());
-            store::next_due_at(s.conn())
-        })
-        .await??;
+        let next = self.store.run(|s| store::next_due_at(s.conn())).await?;
         let now = store::now();
         Ok(match next {
             Some(at) if at <= now => Duration::ZERO,
@@ -207,16 +200,16 @@ impl Sender {
     pub async fn send_due(&self, shutdown: &watch::Receiver<bool>) -> anyhow::Result<SendReport> {
         let mut report = SendReport::default();
         while !*shutdown.borrow() && report.pause.is_none() {
-            let store = self.store.clone();
-            let next = tokio::task::spawn_blocking(move || {
-                let s = store.lock().unwrap_or_else(|p| p.into_inner());
-                let next = store::next_due(s.conn(), store::now())?;
-                if let Some((item, _)) = &next {
-                    store::mark_sending(s.conn(), item.id)?;
-                }
-                anyhow::Ok(next)
-            })
-            .await??;
+            let next = self
+                .store
+                .run(|s| {
+                    let next = store::next_due(s.conn(), store::now())?;
+                    if let Some((item, _)) = &next {
+                        store::mark_sending(s.conn(), item.id)?;
+                    }
+                    Ok(next)
+                })
+                .await?;
             let Some((item, raw)) = next else {
                 break;
             };
@@ -283,7 +276,7 @@ impl Sender {
             .map_err(|e| SendError::Permanent(format!("invalid recipient {:?}: {e}", item.to)))?;
         // RFC 3834 §3.3: an automatic response goes out with a null reverse-path, so that
         // whatever it provokes (a bounce, another auto-reply) goes nowhere.
-        let from = if item.kind == "ack" {
+        let from = if item.kind == store::OutboxKind::Ack {
             None
         } else {
             Some(self.support_address.clone())
@@ -357,10 +350,8 @@ impl Sender {
     }
 
     async fn finish(&self, id: i64, how: Finish) -> anyhow::Result<()> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let s = store.lock().unwrap_or_else(|p| p.into_inner());
-            match how {
+        self.store
+            .run(move |s| match how {
                 Finish::Sent => store::mark_sent(s.conn(), id, store::now()),
                 Finish::Retry(at, e) => store::mark_retry(s.conn(), id, at, &e),
                 Finish::Failed(e, ticket) => {
@@ -370,9 +361,8 @@ impl Sender {
                     }
                     Ok(())
                 }
-            }
-        })
-        .await??;
+            })
+            .await?;
         Ok(())
     }
 }

@@ -293,15 +293,15 @@ impl Pipeline {
             on_begin(&tx)?;
             for (incoming, analysed) in batch.iter().zip(parsed()) {
                 let msg = &analysed.msg;
-                tx.prepare_cached("SAVEPOINT message")?.execute([])?;
+                store::savepoint(&tx)?;
                 let drafted = drafts.len();
                 match process(&tx, incoming, analysed, outcomes.len(), &mut drafts) {
                     Ok(outcome) => {
-                        tx.prepare_cached("RELEASE message")?.execute([])?;
+                        store::release_savepoint(&tx)?;
                         outcomes.push(outcome);
                     }
                     Err(e) => {
-                        tx.execute_batch("ROLLBACK TO message; RELEASE message")?;
+                        store::rollback_savepoint(&tx)?;
                         drafts.truncate(drafted);
                         // A busy database is no fault of the message: the whole batch is retried.
                         let e = match e.downcast::<StoreError>() {
@@ -378,7 +378,7 @@ impl Pipeline {
         if let Some(existing) = store::find_duplicate(conn, &msg.message_id, &msg.raw_sha256)? {
             store::record_event(
                 conn,
-                "duplicate",
+                store::EventKind::Duplicate,
                 None,
                 Some(existing.id),
                 None,

@@ -180,7 +180,7 @@ impl Threading {
             if signer.origin(id) == IdOrigin::Forged {
                 store::record_event(
                     conn,
-                    "forged_reference",
+                    store::EventKind::ForgedReference,
                     None,
                     None,
                     Some(from),
@@ -221,7 +221,7 @@ impl Threading {
             let who = if from.is_empty() { "(no sender)" } else { from };
             store::record_event(
                 conn,
-                "link_refused",
+                store::EventKind::LinkRefused,
                 Some(ticket_id),
                 None,
                 Some(from),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use supportd::config::Config;
 use supportd::pipeline::{AckDecision, Action, Incoming, Pipeline};
-use supportd::store::{self, Store};
+use supportd::store::{self, OutboxKind, Store};
 
 fn project() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -97,14 +97,20 @@ fn a_message_that_fails_in_the_database_is_quarantined_and_the_rest_of_the_batch
     // The first attempt's renderings were thrown away with its transaction: each of the 59
     // customers has exactly one acknowledgement, and the team one notification per ticket.
     let outbox = store::list_outbox(store.conn(), None).expect("outbox");
-    let acks: Vec<_> = outbox.iter().filter(|o| o.kind == "ack").collect();
+    let acks: Vec<_> = outbox
+        .iter()
+        .filter(|o| o.kind == OutboxKind::Ack)
+        .collect();
     assert_eq!(acks.len(), 59);
     let mut customers: Vec<&str> = acks.iter().map(|o| o.to.as_str()).collect();
     customers.sort_unstable();
     customers.dedup();
     assert_eq!(customers.len(), 59);
     assert_eq!(
-        outbox.iter().filter(|o| o.kind == "notification").count(),
+        outbox
+            .iter()
+            .filter(|o| o.kind == OutboxKind::Notification)
+            .count(),
         59
     );
     let stats = store::stats(store.conn()).expect("stats");
@@ -130,8 +136,8 @@ fn mail_rendered_by_the_workers_is_queued_in_the_order_the_writer_decided_it() {
     assert_eq!(outbox.len(), 1200);
     for (i, pair) in outbox.chunks(2).enumerate() {
         let ticket = format!("CHT-{}", i + 1);
-        assert_eq!(pair[0].kind, "ack");
-        assert_eq!(pair[1].kind, "notification");
+        assert_eq!(pair[0].kind, OutboxKind::Ack);
+        assert_eq!(pair[1].kind, OutboxKind::Notification);
         assert_eq!(pair[0].ticket.as_deref(), Some(ticket.as_str()));
         assert_eq!(pair[1].ticket.as_deref(), Some(ticket.as_str()));
         assert!(

@@ -47,7 +47,7 @@ impl Pipeline {
             t.incoming,
             t.msg,
             ticket.map(|ticket| ticket.id),
-            "automated",
+            store::MessageAction::Automated,
             None,
             Some(&auto.reason),
             t.now,
@@ -79,7 +79,7 @@ impl Pipeline {
             t.incoming,
             t.msg,
             Some(ticket.id),
-            "reply",
+            store::MessageAction::Reply,
             Some(&ticket.category),
             None,
             t.now,
@@ -88,7 +88,7 @@ impl Pipeline {
             let how = reason.to_string();
             store::record_event(
                 t.conn,
-                "reopened",
+                store::EventKind::Reopened,
                 Some(ticket.id),
                 None,
                 Some(t.msg.from_address()),
@@ -148,7 +148,7 @@ impl Pipeline {
             t.incoming,
             t.msg,
             Some(ticket_id),
-            "new",
+            store::MessageAction::New,
             Some(&category.id),
             None,
             t.now,
@@ -171,7 +171,7 @@ impl Pipeline {
             let address = t.msg.from.as_ref().map(|_| from);
             store::record_event(
                 t.conn,
-                "ack_suppressed",
+                store::EventKind::AckSuppressed,
                 Some(ticket_id),
                 None,
                 address,

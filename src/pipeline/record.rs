@@ -20,7 +20,7 @@ pub(super) fn insert_inbound(
     incoming: &Incoming,
     msg: &ParsedMessage,
     ticket_id: Option<i64>,
-    action: &str,
+    action: store::MessageAction,
     category: Option<&str>,
     automated: Option<&str>,
     now: i64,
@@ -29,7 +29,7 @@ pub(super) fn insert_inbound(
         conn,
         &store::NewMessage {
             ticket_id,
-            direction: "in",
+            direction: store::Direction::In,
             message_id: &msg.message_id,
             raw_sha256: &msg.raw_sha256,
             in_reply_to: &msg.in_reply_to.join(" "),
@@ -83,7 +83,7 @@ pub(super) fn add_cc_participants(
         {
             continue;
         }
-        store::add_participant(conn, ticket_id, a, "cc")?;
+        store::add_participant(conn, ticket_id, a, store::ParticipantRole::Cc)?;
     }
     Ok(())
 }
@@ -108,7 +108,7 @@ pub(super) fn record_bounce(
         store::mark_bouncing(conn, address, now)?;
         store::record_event(
             conn,
-            "bounce",
+            store::EventKind::Bounce,
             Some(ticket.id),
             Some(row),
             Some(address),
@@ -131,21 +131,26 @@ pub(super) fn queue_planned(
     match (&planned.draft, rendered) {
         (Draft::Ack(ack), Ok(out)) => queue(
             conn,
-            "ack",
+            store::OutboxKind::Ack,
             ack.ticket_id,
             &out,
             ack.suppressed.as_deref(),
             now,
         ),
-        (Draft::Notification(n), Ok(out)) => {
-            queue(conn, "notification", n.ticket.id, &out, None, now)
-        }
+        (Draft::Notification(n), Ok(out)) => queue(
+            conn,
+            store::OutboxKind::Notification,
+            n.ticket.id,
+            &out,
+            None,
+            now,
+        ),
         (Draft::Ack(ack), Err(e)) => {
             let reason = format!("template error: {e}");
             tracing::error!(ticket = %ack.ticket_ref, "acknowledgement not rendered: {e}");
             store::record_event(
                 conn,
-                "ack_failed",
+                store::EventKind::AckFailed,
                 Some(ack.ticket_id),
                 None,
                 Some(&ack.customer.address),
@@ -160,7 +165,7 @@ pub(super) fn queue_planned(
             tracing::error!(ticket = %n.ticket.ticket_ref, "team notification not rendered: {e}");
             store::record_event(
                 conn,
-                "notification_failed",
+                store::EventKind::NotificationFailed,
                 Some(n.ticket.id),
                 None,
                 None,
@@ -172,7 +177,7 @@ pub(super) fn queue_planned(
 
 fn queue(
     conn: &Connection,
-    kind: &str,
+    kind: store::OutboxKind,
     ticket_id: i64,
     out: &reply::Outgoing,
     suppressed: Option<&str>,
@@ -189,9 +194,9 @@ fn queue(
             in_reply_to: out.in_reply_to.as_deref(),
             raw: &out.raw,
             status: if suppressed.is_some() {
-                "suppressed"
+                store::OutboxStatus::Suppressed
             } else {
-                "queued"
+                store::OutboxStatus::Queued
             },
             last_error: suppressed,
             at: now,
@@ -218,7 +223,7 @@ pub(super) fn quarantine(
         conn,
         &store::NewMessage {
             ticket_id: None,
-            direction: "in",
+            direction: store::Direction::In,
             message_id: &qid,
             raw_sha256: &msg.raw_sha256,
             in_reply_to: "",
@@ -229,7 +234,7 @@ pub(super) fn quarantine(
             subject: &msg.subject,
             date: msg.date,
             received_at: store::now(),
-            action: "quarantined",
+            action: store::MessageAction::Quarantined,
             category: None,
             language: None,
             automated: None,
@@ -243,7 +248,14 @@ pub(super) fn quarantine(
             error: Some(error),
         },
     )?;
-    store::record_event(conn, "quarantined", None, Some(id), None, error)?;
+    store::record_event(
+        conn,
+        store::EventKind::Quarantined,
+        None,
+        Some(id),
+        None,
+        error,
+    )?;
     Ok(Outcome {
         source: incoming.source.clone(),
         ticket: None,

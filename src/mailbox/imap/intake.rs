@@ -7,7 +7,7 @@
 //! the mailbox selected, is in [`super::selected`].
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
@@ -16,7 +16,7 @@ use super::selected::Selected;
 use super::session::{COMMAND_TIMEOUT, ImapError, Session, drain_news, timed};
 use crate::config::ImapConfig;
 use crate::pipeline::Pipeline;
-use crate::store::{self, Store, StoreError};
+use crate::store::{self, Shared};
 
 /// RFC 2177: servers may drop an idle client after 30 minutes, so IDLE is re-issued before that.
 const IDLE_REISSUE: Duration = Duration::from_mins(29);
@@ -35,11 +35,11 @@ pub(crate) enum Readiness {
 /// Takes mail from one IMAP mailbox into the pipeline.
 ///
 /// The fields the selected-mailbox half (`selected.rs`) works with are visible to the `imap`
-/// module; the store is reached only through `Intake::with_store`.
+/// module; the store is reached only through [`Shared::run`].
 pub struct Intake {
     pub(super) config: ImapConfig,
     pub(super) pipeline: Arc<Pipeline>,
-    store: Arc<Mutex<Store>>,
+    pub(super) store: Shared,
     /// Woken after each commit: the acknowledgements are in the outbox.
     pub(super) wake_sender: Arc<Notify>,
     /// `"{username}/{mailbox}"`, the key of the watermark row.
@@ -68,7 +68,7 @@ impl Intake {
     pub fn new(
         config: ImapConfig,
         pipeline: Arc<Pipeline>,
-        store: Arc<Mutex<Store>>,
+        store: impl Into<Shared>,
         wake_sender: Arc<Notify>,
     ) -> Self {
         let key = format!(
@@ -79,7 +79,7 @@ impl Intake {
         Self {
             config,
             pipeline,
-            store,
+            store: store.into(),
             wake_sender,
             key,
             live: None,
@@ -200,7 +200,8 @@ impl Intake {
         let text = e.to_string();
         let auth = e.is_auth();
         if let Err(err) = self
-            .with_store(move |s| store::record_fetch_error(s.conn(), &key, &text, auth))
+            .store
+            .run(move |s| store::record_fetch_error(s.conn(), &key, &text, auth))
             .await
         {
             tracing::error!(mailbox = %self.key, "cannot record the IMAP error: {err}");
@@ -222,7 +223,8 @@ impl Intake {
         }
         let count = self.sync(stop).await?;
         let key = self.key.clone();
-        self.with_store(move |s| store::record_fetch_ok(s.conn(), &key))
+        self.store
+            .run(move |s| store::record_fetch_ok(s.conn(), &key))
             .await?;
         Ok(count)
     }
@@ -282,23 +284,6 @@ impl Intake {
                 return Ok(Wake::Changed);
             }
         }
-    }
-
-    /// Runs `f` with the store on a blocking thread: SQLite calls block, and the connection
-    /// must never be held across an await.
-    pub(super) async fn with_store<T, F>(&self, f: F) -> Result<T, ImapError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
-    {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = store.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| ImapError::Internal(format!("database task: {e}")))?
-        .map_err(ImapError::Store)
     }
 }
 

@@ -97,7 +97,8 @@ impl Intake {
 
         let key = self.key.clone();
         let state = self
-            .with_store(move |s| store::mailbox_state(s.conn(), &key))
+            .store
+            .run(move |s| store::mailbox_state(s.conn(), &key))
             .await?;
         let last_uid = match state.uidvalidity {
             Some(v) if v == uidvalidity => state.last_uid,
@@ -113,7 +114,8 @@ impl Intake {
                 }
                 // Recorded at once so that a rescan interrupted by a crash resumes where it was.
                 let key = self.key.clone();
-                self.with_store(move |s| store::set_watermark(s.conn(), &key, uidvalidity, 0))
+                self.store
+                    .run(move |s| store::set_watermark(s.conn(), &key, uidvalidity, 0))
                     .await?;
                 0
             }
@@ -352,7 +354,8 @@ impl Intake {
         let pipeline = self.pipeline.clone();
         let key = self.key.clone();
         let outcomes = self
-            .with_store(move |s| {
+            .store
+            .run(move |s| {
                 pipeline.ingest_prepared(s, prepared, |conn| {
                     store::set_watermark(conn, &key, validity, high)
                 })
