@@ -1,0 +1,8 @@
+//! The one integration-test binary: `cargo test --test it [FILTER]`.
+
+mod cli;
+mod corpora;
+mod e2e;
+mod imap_intake;
+mod pipeline;
+mod threads;
