@@ -1,5 +1,7 @@
 //! The one integration-test binary: `cargo test --test it [FILTER]`.
 
+mod helpers;
+
 mod cli;
 mod corpora;
 mod e2e;
