@@ -5,6 +5,7 @@ mod helpers;
 mod cli;
 mod corpora;
 mod e2e;
+mod golden;
 mod imap_intake;
 mod pipeline;
 mod threads;
