@@ -1,5 +1,6 @@
 //! The parser and the guard against real mail nobody on this project wrote
-//! (`../shared/corpora`, see its README). Run with `--nocapture` for the summary table.
+//! (`../shared/corpora`, see its README). `cargo test --test it corpora -- --nocapture` prints
+//! the summary table.
 //!
 //! Thresholds are the measured results: every labelled bounce, auto-reply and report flagged,
 //! no human-labelled message flagged. Skipped, with a clear line, when the corpora are absent.
@@ -11,6 +12,8 @@ use std::path::{Path, PathBuf};
 use supportd::config::GuardConfig;
 use supportd::guard::{Automated, AutomatedKind, GuardPolicy, inspect};
 use supportd::parse::{ParsedMessage, parse};
+
+use crate::helpers::crate_dir;
 
 /// Labelled automated, looked at by hand, and rightly acknowledged: a person forwarding a
 /// bounce ("Fwd: Returned mail…", "Forward the message.") is asking for help with it.
@@ -31,7 +34,7 @@ const SISIMAI_BSD_BOUNCES_WITH_ID: usize = 483;
 const BOUNCEPARSER_BOUNCES_WITH_ID: usize = 107;
 
 fn corpora() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora");
+    let dir = crate_dir().join("../shared/corpora");
     dir.is_dir().then_some(dir)
 }
 

@@ -2,7 +2,7 @@
 //! `../shared/corpora/notmuch` (threads computed by notmuch 0.37 from References and
 //! In-Reply-To), supportd's choice of parent (`ThreadHints`: In-Reply-To first, then References
 //! nearest first, the first id that names a stored message) and the threads it builds from it
-//! are compared with notmuch's. Prints a table; `cargo test --test threads -- --nocapture`.
+//! are compared with notmuch's. Prints a table: `cargo test --test it threads -- --nocapture`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use supportd::parse::parse;
 use supportd::thread::ThreadHints;
+
+use crate::helpers::crate_dir;
 
 #[derive(Deserialize)]
 struct Thread {
@@ -24,7 +26,7 @@ struct Expected {
 }
 
 fn corpus_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora/notmuch")
+    crate_dir().join("../shared/corpora/notmuch")
 }
 
 /// (json file, folder its `file` paths are relative to)

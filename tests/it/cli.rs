@@ -2,154 +2,25 @@
 //! `fixtures/mail` and their expectations in `fixtures/mail/expected.toml`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Stdio};
 
-use serde::Deserialize;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_supportd");
-
-fn crate_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A scratch project: config + database in a temp dir, the crate's rules and templates.
-struct TestApp {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl TestApp {
-    fn new() -> Self {
-        Self::with_extra("")
-    }
-
-    fn with_extra(extra: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("supportd.toml");
-        let text = format!(
-            "[support]\naddress = \"support@example.test\"\nname = \"Support Chatim\"\n\
-             team_address = \"team@example.test\"\n{extra}\n\
-             [storage]\ndatabase = \"data/supportd.sqlite3\"\n\
-             [rules]\ndir = \"{}\"\n[templates]\ndir = \"{}\"\n",
-            crate_dir().join("rules").display(),
-            crate_dir().join("templates").display()
-        );
-        std::fs::write(&config, text).expect("write config");
-        TestApp { dir, config }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .expect("run supportd")
-    }
-
-    fn run_stdin(&self, args: &[&str], input: &[u8]) -> Output {
-        use std::io::Write;
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn supportd");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input)
-            .expect("write stdin");
-        child.wait_with_output().expect("wait")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("json output")
-    }
-
-    fn ingest_file(&self, path: &Path) -> Value {
-        self.json(&["ingest", "--json", &path.display().to_string()])
-    }
-
-    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, bytes).expect("write");
-        p
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct Expected {
-    kind: String,
-    category: Option<String>,
-    automated: Option<bool>,
-    new_text_contains: Option<String>,
-    new_text_excludes: Option<String>,
-    reply_to: Option<String>,
-    refers_to: Option<String>,
-    hijack: Option<bool>,
-    language: Option<String>,
-}
-
-fn fixtures() -> (PathBuf, BTreeMap<String, Expected>) {
-    let dir = crate_dir().join("fixtures/mail");
-    let text =
-        std::fs::read_to_string(dir.join("expected.toml")).expect("fixtures/mail/expected.toml");
-    (dir, toml::from_str(&text).expect("expected.toml parses"))
-}
-
-/// Byte-level replace: fixtures hold 8-bit text in legacy charsets that must stay untouched.
-fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(haystack.len());
-    let mut i = 0;
-    while i < haystack.len() {
-        if haystack[i..].starts_with(needle) {
-            out.extend_from_slice(with);
-            i += needle.len();
-        } else {
-            out.push(haystack[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-/// Folds runs of white space, so that an expected phrase matches across a line wrap.
-fn fold(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn first_message(v: &Value) -> &Value {
-    &v["messages"][0]
-}
+use crate::helpers::app::{App, BIN};
+use crate::helpers::{crate_dir, db, fixtures, fold};
 
 #[test]
 fn every_fixture_is_stored_classified_threaded_and_acknowledged_as_expected() {
-    let app = TestApp::new();
-    let (dir, expected) = fixtures();
+    let app = App::new();
+    let expected = fixtures::expected();
     let mut tickets: BTreeMap<String, String> = BTreeMap::new();
     let mut failures = Vec::new();
 
     // Messages that continue nothing first, so that the others have something to refer to.
-    let has_parent = |e: &Expected| e.reply_to.is_some() || e.refers_to.is_some();
-    for (name, exp) in expected.iter().filter(|(_, e)| !has_parent(e)) {
-        let raw = std::fs::read(dir.join(name)).expect("fixture");
-        let out = app.ingest_file(&app.write(name, &raw));
-        let m = first_message(&out);
+    for (name, exp) in expected.iter().filter(|(_, e)| e.parent().is_none()) {
+        let m = app.ingest_one(&app.write(name, &fixtures::raw(name)));
         let action = m["action"].as_str().unwrap_or_default();
-        if exp.kind == "automated" || exp.automated == Some(true) {
+        if exp.is_automated() {
             if action != "automated" {
                 failures.push(format!("{name}: expected automated, got {action}"));
             }
@@ -171,7 +42,7 @@ fn every_fixture_is_stored_classified_threaded_and_acknowledged_as_expected() {
             ));
         }
         let ticket = m["ticket"].as_str().unwrap_or_default().to_string();
-        let show = app.json(&["tickets", "show", &ticket, "--json"]);
+        let show = app.ticket(&ticket);
         let text = show["messages"][0]["text"].as_str().unwrap_or_default();
         let attachments = show["messages"][0]["attachments"]
             .as_array()
@@ -195,41 +66,25 @@ fn every_fixture_is_stored_classified_threaded_and_acknowledged_as_expected() {
         tickets.insert(name.clone(), ticket);
     }
 
-    let outbox = app.json(&["outbox", "list", "--json"]);
-    let acks_before = outbox
-        .as_array()
-        .map_or(0, |a| a.iter().filter(|o| o["kind"] == "ack").count());
+    let outbox = app.outbox();
+    let acks_before = outbox.iter().filter(|o| o["kind"] == "ack").count();
 
-    for (name, exp) in expected.iter().filter(|(_, e)| has_parent(e)) {
-        let parent = exp
-            .reply_to
-            .as_deref()
-            .or(exp.refers_to.as_deref())
-            .expect("a parent");
+    for (name, exp) in expected.iter() {
+        let Some(parent) = exp.parent() else {
+            continue;
+        };
         let Some(ticket) = tickets.get(parent) else {
             failures.push(format!("{name}: its parent {parent} has no ticket"));
             continue;
         };
         let ack = outbox
-            .as_array()
-            .and_then(|a| {
-                a.iter()
-                    .find(|o| o["kind"] == "ack" && o["ticket"] == ticket.as_str())
-            })
+            .iter()
+            .find(|o| o["kind"] == "ack" && o["ticket"] == ticket.as_str())
             .expect("the parent's acknowledgement");
         let ack_id = ack["message_id"].as_str().unwrap_or_default();
-        let number = ticket.trim_start_matches("CHT-");
-        let raw = std::fs::read(dir.join(name)).expect("fixture");
-        let raw = replace_bytes(&raw, b"<@ACK_ID@>", ack_id.as_bytes());
-        let raw = replace_bytes(
-            &raw,
-            b"@ACK_ID@",
-            ack_id.trim_matches(['<', '>']).as_bytes(),
-        );
-        let raw = replace_bytes(&raw, b"@REF@", number.as_bytes());
-        let out = app.ingest_file(&app.write(name, &raw));
-        let m = first_message(&out);
-        if exp.kind == "automated" || exp.automated == Some(true) {
+        let raw = fixtures::substitute(&fixtures::raw(name), ack_id, ticket);
+        let m = app.ingest_one(&app.write(name, &raw));
+        if exp.is_automated() {
             if m["action"] != "automated" {
                 failures.push(format!("{name}: expected automated, got {m}"));
             }
@@ -245,7 +100,7 @@ fn every_fixture_is_stored_classified_threaded_and_acknowledged_as_expected() {
             failures.push(format!("{name}: expected a reply on {ticket}, got {m}"));
             continue;
         }
-        let show = app.json(&["tickets", "show", ticket, "--json"]);
+        let show = app.ticket(ticket);
         let text = show["messages"]
             .as_array()
             .and_then(|ms| ms.iter().rev().find(|x| x["direction"] == "in"))
@@ -264,11 +119,8 @@ fn every_fixture_is_stored_classified_threaded_and_acknowledged_as_expected() {
         }
     }
 
-    let outbox = app.json(&["outbox", "list", "--json"]);
     let hijacks = expected.values().filter(|e| e.hijack == Some(true)).count();
-    let acks_after = outbox
-        .as_array()
-        .map_or(0, |a| a.iter().filter(|o| o["kind"] == "ack").count());
+    let acks_after = app.outbox().iter().filter(|o| o["kind"] == "ack").count();
     assert_eq!(
         acks_after,
         acks_before + hijacks,
@@ -284,36 +136,33 @@ fn every_fixture_is_stored_classified_threaded_and_acknowledged_as_expected() {
 
 #[test]
 fn the_same_message_twice_changes_nothing() {
-    let app = TestApp::new();
+    let app = App::new();
     let raw = b"From: Julie <julie@boulangerie-martin.fr>\r\nTo: support@example.test\r\nSubject: Facture\r\nMessage-ID: <twice@x.fr>\r\n\r\nBonjour, il me faut une facture pour octobre.\r\n";
     let p = app.write("m.eml", raw);
-    let first = app.ingest_file(&p);
-    let second = app.ingest_file(&p);
-    assert_eq!(first_message(&first)["action"], "new");
-    assert_eq!(first_message(&second)["action"], "duplicate");
-    assert_eq!(
-        first_message(&second)["ticket"],
-        first_message(&first)["ticket"]
-    );
+    let first = app.ingest_one(&p);
+    let second = app.ingest_one(&p);
+    assert_eq!(first["action"], "new");
+    assert_eq!(second["action"], "duplicate");
+    assert_eq!(second["ticket"], first["ticket"]);
     // The same bytes without a Message-ID are recognised by their hash.
     let no_id = b"From: a@b.fr\r\nTo: support@example.test\r\nSubject: x\r\n\r\nmon widget ne marche pas du tout\r\n";
     let p2 = app.write("n.eml", no_id);
-    assert_eq!(first_message(&app.ingest_file(&p2))["action"], "new");
-    assert_eq!(first_message(&app.ingest_file(&p2))["action"], "duplicate");
+    assert_eq!(app.ingest_one(&p2)["action"], "new");
+    assert_eq!(app.ingest_one(&p2)["action"], "duplicate");
     // The id we made up for it is never cited to the customer, whose client never saw it.
-    let ack = app.run(&["outbox", "show", "3", "--raw"]);
-    let ack = String::from_utf8_lossy(&ack.stdout);
+    let ack = app.outbox_raw(3);
+    let ack = String::from_utf8_lossy(&ack);
     assert!(ack.contains("Auto-Submitted: auto-replied"), "{ack}");
     assert!(!ack.contains("sha256.supportd.invalid"), "{ack}");
-    let stats = app.json(&["stats", "--json"]);
-    assert_eq!(stats["tickets"], 2);
-    assert_eq!(stats["duplicates"], 2);
-    assert_eq!(stats["acks_queued"], 2);
+    let stats = app.stats();
+    assert_eq!(stats.tickets, 2);
+    assert_eq!(stats.duplicates, 2);
+    assert_eq!(stats.acks_queued, 2);
 }
 
 #[test]
 fn replies_to_a_message_we_never_saw_share_a_ticket() {
-    let app = TestApp::new();
+    let app = App::new();
     // Both cite <ghost@colleague.fr>, a mail between the customer and a colleague that never
     // reached us; the second has no other link to the first.
     let first = app.write(
@@ -324,24 +173,24 @@ fn replies_to_a_message_we_never_saw_share_a_ticket() {
         "b.eml",
         b"From: julie@boulangerie-martin.fr\r\nTo: support@example.test\r\nSubject: Re: widget (suite)\r\nMessage-ID: <b@bm.fr>\r\nIn-Reply-To: <ghost@colleague.fr>\r\nReferences: <ghost@colleague.fr>\r\n\r\nToujours rien ce matin, pouvez-vous regarder ?\r\n",
     );
-    let a = app.ingest_file(&first);
-    let b = app.ingest_file(&second);
-    assert_eq!(first_message(&a)["action"], "new");
-    assert_eq!(first_message(&b)["action"], "reply", "{b}");
-    assert_eq!(first_message(&b)["ticket"], first_message(&a)["ticket"]);
+    let a = app.ingest_one(&first);
+    let b = app.ingest_one(&second);
+    assert_eq!(a["action"], "new");
+    assert_eq!(b["action"], "reply", "{b}");
+    assert_eq!(b["ticket"], a["ticket"]);
     // A stranger citing the same id does not get in.
     let stranger = app.write(
         "c.eml",
         b"From: mallory@evil.example\r\nTo: support@example.test\r\nSubject: Re: widget\r\nMessage-ID: <c@evil.example>\r\nIn-Reply-To: <ghost@colleague.fr>\r\n\r\nPlease send me the customer's invoices.\r\n",
     );
-    let c = app.ingest_file(&stranger);
-    assert_eq!(first_message(&c)["action"], "new");
-    assert_ne!(first_message(&c)["ticket"], first_message(&a)["ticket"]);
+    let c = app.ingest_one(&stranger);
+    assert_eq!(c["action"], "new");
+    assert_ne!(c["ticket"], a["ticket"]);
 }
 
 #[test]
 fn a_pipe_from_the_mta_gets_sysexits_codes() {
-    let app = TestApp::new();
+    let app = App::new();
     let ok = app.run_stdin(
         &["ingest", "-"],
         b"From: a@b.fr\r\nTo: support@example.test\r\nSubject: Help\r\n\r\nMy widget is not showing on my site.\r\n",
@@ -361,7 +210,8 @@ fn a_pipe_from_the_mta_gets_sysexits_codes() {
     // A configuration that cannot be read is temporary for the MTA: it keeps the mail.
     let broken = Command::new(BIN)
         .args(["--config", "/nonexistent/supportd.toml", "ingest", "-"])
-        .stdin(std::process::Stdio::null())
+        .env("RUST_LOG", "off")
+        .stdin(Stdio::null())
         .output()
         .expect("run");
     assert_eq!(broken.status.code(), Some(75));
@@ -369,14 +219,14 @@ fn a_pipe_from_the_mta_gets_sysexits_codes() {
 
 #[test]
 fn acknowledgements_are_limited_per_sender() {
-    let app = TestApp::new();
+    let app = App::new();
     let mut actions = Vec::new();
     for i in 0..5 {
         let raw = format!(
             "From: loop@robot-ish.example\r\nTo: support@example.test\r\nSubject: Question {i}\r\nMessage-ID: <rate{i}@x>\r\n\r\nHello, my chatbot flow does not work, request {i}.\r\n"
         );
-        let out = app.ingest_file(&app.write(&format!("r{i}.eml"), raw.as_bytes()));
-        actions.push(first_message(&out)["ack"].clone());
+        let m = app.ingest_one(&app.write(&format!("r{i}.eml"), raw.as_bytes()));
+        actions.push(m["ack"].clone());
     }
     assert_eq!(
         actions[..3],
@@ -388,51 +238,43 @@ fn acknowledgements_are_limited_per_sender() {
     );
     assert_eq!(actions[3], "suppressed");
     // A suppressed acknowledgement is kept, with its reason, so an admin sees what was held back.
-    let outbox = app.json(&["outbox", "list", "--json"]);
+    let outbox = app.outbox();
     let suppressed: Vec<_> = outbox
-        .as_array()
-        .into_iter()
-        .flatten()
+        .iter()
         .filter(|o| o["status"] == "suppressed")
         .collect();
-    assert_eq!(suppressed.len(), 2, "{outbox}");
+    assert_eq!(suppressed.len(), 2, "{outbox:#?}");
     assert!(
         suppressed[0]["last_error"]
             .as_str()
             .unwrap_or_default()
             .contains("per hour"),
-        "{outbox}"
+        "{outbox:#?}"
     );
-    let stats = app.json(&["stats", "--json"]);
-    assert_eq!(stats["acks_queued"], 3);
-    assert_eq!(stats["acks_suppressed"], 2);
+    let stats = app.stats();
+    assert_eq!(stats.acks_queued, 3);
+    assert_eq!(stats.acks_suppressed, 2);
 }
 
 #[test]
 fn our_own_acknowledgement_coming_back_is_never_answered() {
-    let app = TestApp::new();
+    let app = App::new();
     let req = app.write(
         "req.eml",
         b"From: julie@boulangerie-martin.fr\r\nTo: support@example.test\r\nSubject: Widget\r\nMessage-ID: <w1@bm.fr>\r\n\r\nLe widget ne s'affiche pas sur mon site.\r\n",
     );
-    app.ingest_file(&req);
-    let raw = app.run(&["outbox", "show", "1", "--raw"]);
-    assert!(raw.status.success());
+    app.ingest_one(&req);
     // The acknowledgement itself, delivered back to the support mailbox (a forwarding loop).
-    let back = app.write("back.eml", &raw.stdout);
-    let out = app.ingest_file(&back);
-    let action = first_message(&out)["action"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    assert!(action == "automated" || action == "duplicate", "{out}");
-    let stats = app.json(&["stats", "--json"]);
-    assert_eq!(stats["acks_queued"], 1);
+    let back = app.write("back.eml", &app.outbox_raw(1));
+    let m = app.ingest_one(&back);
+    let action = m["action"].as_str().unwrap_or_default();
+    assert!(action == "automated" || action == "duplicate", "{m}");
+    assert_eq!(app.stats().acks_queued, 1);
 }
 
 #[test]
 fn rules_check_reports_file_line_and_reason() {
-    let app = TestApp::new();
+    let app = App::new();
     let good = app.run(&[
         "rules",
         "check",
@@ -443,7 +285,7 @@ fn rules_check_reports_file_line_and_reason() {
         "{}",
         String::from_utf8_lossy(&good.stderr)
     );
-    let bad = app.dir.path().join("badrules");
+    let bad = app.path().join("badrules");
     std::fs::create_dir(&bad).expect("mkdir");
     std::fs::write(
         bad.join("billing.toml"),
@@ -458,7 +300,7 @@ fn rules_check_reports_file_line_and_reason() {
 
 #[test]
 fn classify_explains_without_writing() {
-    let app = TestApp::new();
+    let app = App::new();
     let p = app.write(
         "c.eml",
         b"From: a@b.fr\r\nTo: support@example.test\r\nSubject: Remboursement\r\n\r\nJ'ai ete preleve apres avoir resilie, je voudrais un remboursement.\r\n",
@@ -472,12 +314,12 @@ fn classify_explains_without_writing() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("category: billing"), "{text}");
     assert!(text.contains("rule billing/"), "{text}");
-    assert!(!app.dir.path().join("data/supportd.sqlite3").exists());
+    assert!(!app.database.exists());
 }
 
 #[test]
 fn unknown_config_keys_are_refused_by_name() {
-    let app = TestApp::with_extra("colour = \"blue\"");
+    let app = App::with(|c| c.support_line("colour = \"blue\""));
     let out = app.run(&["stats"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("colour"));
@@ -485,8 +327,8 @@ fn unknown_config_keys_are_refused_by_name() {
 
 #[test]
 fn two_processes_ingesting_into_one_database_both_succeed_without_duplicates() {
-    let app = TestApp::new();
-    let dir = app.dir.path().join("many");
+    let app = App::new();
+    let dir = app.path().join("many");
     std::fs::create_dir(&dir).expect("mkdir");
     for i in 0..200 {
         std::fs::write(
@@ -496,97 +338,67 @@ fn two_processes_ingesting_into_one_database_both_succeed_without_duplicates() {
         .expect("write");
     }
     let spawn = || {
-        Command::new(BIN)
-            .arg("--config")
-            .arg(&app.config)
+        app.command()
             .args(["ingest", &dir.display().to_string()])
-            .stdout(std::process::Stdio::null())
+            .stdout(Stdio::null())
             .spawn()
             .expect("spawn")
     };
     let (mut a, mut b) = (spawn(), spawn());
     assert!(a.wait().expect("a").success());
     assert!(b.wait().expect("b").success());
-    let stats = app.json(&["stats", "--json"]);
-    assert_eq!(stats["tickets"], 200);
-    assert_eq!(stats["messages"], 200);
-    assert_eq!(stats["acks_queued"], 200);
-    assert_eq!(stats["duplicates"], 200);
+    let stats = app.stats();
+    assert_eq!(stats.tickets, 200);
+    assert_eq!(stats.messages, 200);
+    assert_eq!(stats.acks_queued, 200);
+    assert_eq!(stats.duplicates, 200);
 }
 
 #[test]
 fn quarantined_messages_are_listed_and_can_be_run_again_once_the_cause_is_gone() {
-    let app = TestApp::new();
+    let app = App::new();
     let first = app.write(
         "first.eml",
         b"From: a@b.fr\r\nTo: support@example.test\r\nSubject: Facture\r\nMessage-ID: <q0@b.fr>\r\n\r\nBonjour, il me faut une facture pour octobre.\r\n",
     );
-    app.ingest_file(&first);
-    // A failure inside the database for one subject: the only way to make a well-formed
-    // message fail on purpose.
-    let db = app.dir.path().join("data/supportd.sqlite3");
-    let trigger = "CREATE TRIGGER boom BEFORE INSERT ON messages
-                   WHEN NEW.subject = 'Widget absent' AND NEW.action != 'quarantined'
-                   BEGIN SELECT RAISE(ABORT, 'provoked failure'); END;";
-    rusqlite::Connection::open(&db)
-        .expect("db")
-        .execute_batch(trigger)
-        .expect("trigger");
+    app.ingest_one(&first);
+    db::fail_subject(&db::open(&app.database), "Widget absent");
     let failing = app.write(
         "failing.eml",
         b"From: Thomas <thomas@atelier.fr>\r\nTo: support@example.test\r\nSubject: Widget absent\r\nMessage-ID: <q1@atelier.fr>\r\n\r\nLe widget ne s'affiche plus sur mon site depuis ce matin.\r\n",
     );
-    assert_eq!(
-        first_message(&app.ingest_file(&failing))["action"],
-        "quarantined"
-    );
-    let listed = app.json(&["quarantine", "list", "--json"]);
-    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed:#}");
+    assert_eq!(app.ingest_one(&failing)["action"], "quarantined");
+    let listed = app.quarantine();
+    assert_eq!(listed.len(), 1, "{listed:#?}");
     assert_eq!(listed[0]["from"], "thomas@atelier.fr");
     assert!(
         listed[0]["error"]
             .as_str()
             .unwrap_or("")
             .contains("provoked failure"),
-        "{listed:#}"
+        "{listed:#?}"
     );
 
     // Still failing: it stays quarantined, under a new id.
-    let again = app.json(&["quarantine", "retry", "--all", "--json"]);
-    assert_eq!(first_message(&again)["action"], "quarantined");
-    let listed = app.json(&["quarantine", "list", "--json"]);
-    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed:#}");
+    let again = app.quarantine_retry(&["--all"]);
+    assert_eq!(again[0]["action"], "quarantined");
+    let listed = app.quarantine();
+    assert_eq!(listed.len(), 1, "{listed:#?}");
 
     // The cause fixed: one ticket, one acknowledgement, nothing left in quarantine.
-    rusqlite::Connection::open(&db)
-        .expect("db")
-        .execute_batch("DROP TRIGGER boom")
-        .expect("drop");
+    db::stop_failing_subject(&db::open(&app.database));
     let id = listed[0]["id"].as_i64().expect("id").to_string();
-    let retried = app.json(&["quarantine", "retry", &id, "--json"]);
-    let m = first_message(&retried);
-    assert_eq!(m["action"], "new", "{retried:#}");
-    assert_eq!(m["category"], "technical", "{retried:#}");
+    let retried = app.quarantine_retry(&[&id]);
+    let m = &retried[0];
+    assert_eq!(m["action"], "new", "{retried:#?}");
+    assert_eq!(m["category"], "technical", "{retried:#?}");
     assert_eq!(m["source"], failing.display().to_string());
-    assert_eq!(
-        app.json(&["quarantine", "list", "--json"])
-            .as_array()
-            .map(Vec::len),
-        Some(0)
-    );
-    let stats = app.json(&["stats", "--json"]);
-    assert_eq!(stats["tickets"], 2);
-    assert_eq!(stats["acks_queued"], 2);
-    assert_eq!(stats["quarantined"], 0);
-    let requeued: i64 = rusqlite::Connection::open(&db)
-        .expect("db")
-        .query_row(
-            "SELECT count(*) FROM events WHERE kind = 'requeued'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("events");
-    assert_eq!(requeued, 2);
+    assert_eq!(app.quarantine().len(), 0);
+    let stats = app.stats();
+    assert_eq!(stats.tickets, 2);
+    assert_eq!(stats.acks_queued, 2);
+    assert_eq!(stats.quarantined, 0);
+    assert_eq!(db::events(&db::open(&app.database), "requeued"), 2);
 
     let unknown = app.run(&["quarantine", "retry", "9999"]);
     assert_eq!(unknown.status.code(), Some(1));

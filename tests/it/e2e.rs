@@ -3,15 +3,14 @@
 //!
 //! Customers write through Postfix (or their mail lands in the support INBOX by IMAP APPEND);
 //! the daemon takes it in over IMAP, answers over SMTP, and the answers are read back from the
-//! customers' own mailboxes. The daemon's state is read with its `--json` commands or straight
-//! from its SQLite file.
+//! customers' own mailboxes. The daemon's state is read with its `--json` commands.
 //!
 //! Every test uses fresh addresses (`support-<test>-<tag>@example.test`, customers at
 //! `boulangerie-martin.fr`, `team-<tag>@example.test`), so nothing here sees another test's
-//! mail, nor the mail of `tests/imap_intake.rs` running in another process at the same time.
-//! The tests of this file take one process-wide lock and so run one at a time: they time things
-//! (latency, shutdown), and one of them stops servers. That one stops the servers of a second,
-//! private stack (its own directory and ports), never the shared one.
+//! mail, nor the mail of the `imap_intake` tests running beside them.
+//! The tests of this module take one process-wide lock and so run one at a time: they time
+//! things (latency, shutdown), and one of them stops servers. That one stops the servers of a
+//! second, private stack (its own directory and ports), never the shared one.
 //!
 //! A failing test prints the daemon's log (stderr of every run, in order).
 
@@ -20,25 +19,17 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use async_imap::types::Fetch;
 use base64::Engine as _;
-use futures::TryStreamExt;
-use lettre::address::Envelope;
-use lettre::transport::smtp::client::AsyncSmtpConnection;
-use lettre::transport::smtp::extension::ClientId;
 use mail_parser::MessageParser;
 use serde_json::Value;
-use supportd::config::{Config, ImapConfig};
-use supportd::mailbox::imap;
 
-const BIN: &str = env!("CARGO_BIN_EXE_supportd");
-
-fn crate_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::helpers::app::App;
+use crate::helpers::crate_dir;
+use crate::helpers::log_filter;
+use crate::helpers::mailstack::{PrivateStack, Stack, maildir_files};
 
 // ------------------------------------------------------------------------------ one at a time
 
@@ -57,173 +48,6 @@ fn e2e<F: Future<Output = ()>>(name: &str, body: impl FnOnce() -> F) {
     let started = Instant::now();
     runtime.block_on(body());
     eprintln!("[e2e] {name}: {:.1} s", started.elapsed().as_secs_f64());
-}
-
-// ---------------------------------------------------------------------------------- the stack
-
-/// A running mailstack: where it lives and how to reach it.
-#[derive(Debug, Clone)]
-struct Stack {
-    dir: PathBuf,
-    imap_port: u16,
-    smtp_port: u16,
-    password: String,
-    ca_file: PathBuf,
-    /// Environment the script needs to address this stack (empty: the inherited one).
-    env: Vec<(String, String)>,
-}
-
-impl Stack {
-    /// The shared stack (`scripts/mailstack start` is idempotent), started once per process.
-    fn shared() -> Stack {
-        static SHARED: OnceLock<Stack> = OnceLock::new();
-        SHARED.get_or_init(|| Stack::start(Vec::new())).clone()
-    }
-
-    fn start(env: Vec<(String, String)>) -> Stack {
-        let text = run_script(&env, &["start"]);
-        let get = |key: &str| -> String {
-            text.lines()
-                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-                .map(|v| v.trim().trim_matches('\'').to_string())
-                .unwrap_or_else(|| panic!("mailstack printed no {key}:\n{text}"))
-        };
-        let port = |key: &str| get(key).parse::<u16>().expect("port number");
-        Stack {
-            dir: get("MAILSTACK_DIR").into(),
-            imap_port: port("MAILSTACK_IMAP_PORT"),
-            smtp_port: port("MAILSTACK_SMTP_PORT"),
-            password: get("MAILSTACK_PASSWORD"),
-            ca_file: get("MAILSTACK_CA_FILE").into(),
-            env,
-        }
-    }
-
-    fn script(&self, args: &[&str]) {
-        run_script(&self.env, args);
-    }
-
-    /// IMAP settings to log in as `user` (every address is a mailbox; one password for all).
-    fn imap(&self, user: &str) -> ImapConfig {
-        let text = format!(
-            "[support]\naddress = \"{user}\"\n\
-             [imap]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"starttls\"\n\
-             ca_file = \"{ca}\"\nusername = \"{user}\"\npassword = \"{password}\"\n",
-            port = self.imap_port,
-            ca = self.ca_file.display(),
-            password = self.password,
-        );
-        Config::from_toml(&text, Path::new("/tmp"))
-            .unwrap_or_else(|e| panic!("IMAP config: {e}\n{text}"))
-            .imap
-            .expect("[imap]")
-    }
-
-    /// Dovecot's Maildir of `address` (`home = <dir>/mail/%d/%n`, user names lower-cased).
-    fn maildir(&self, address: &str) -> PathBuf {
-        let address = address.to_ascii_lowercase();
-        let (user, domain) = address.split_once('@').expect("an address");
-        self.dir
-            .join("mail")
-            .join(domain)
-            .join(user)
-            .join("Maildir")
-    }
-
-    /// A plain SMTP connection to Postfix (it relays for 127.0.0.0/8), reusable for many
-    /// messages. TCP_NODELAY: lettre writes a message and its final dot separately, and with
-    /// Nagle's algorithm each message would wait ~40 ms for a delayed ACK.
-    async fn smtp(&self) -> Smtp {
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.smtp_port))
-            .await
-            .expect("connect to Postfix");
-        tcp.set_nodelay(true).expect("TCP_NODELAY");
-        Smtp(
-            AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &ClientId::default())
-                .await
-                .expect("SMTP greeting and EHLO"),
-        )
-    }
-}
-
-fn run_script(env: &[(String, String)], args: &[&str]) -> String {
-    let script = crate_dir().join("scripts/mailstack");
-    let out = Command::new(&script)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "mailstack {args:?} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A second stack with its own directory and ports, for the test that stops servers; stopped
-/// and deleted when dropped, also when the test fails.
-struct PrivateStack {
-    stack: Stack,
-}
-
-impl PrivateStack {
-    fn start() -> PrivateStack {
-        let ports = free_ports(4);
-        let dir = format!("/tmp/sd-e2e-{}", std::process::id());
-        let env: Vec<(String, String)> = [
-            ("MAILSTACK_DIR", dir),
-            ("MAILSTACK_IMAP_PORT", ports[0].to_string()),
-            ("MAILSTACK_IMAPS_PORT", ports[1].to_string()),
-            ("MAILSTACK_SMTP_PORT", ports[2].to_string()),
-            ("MAILSTACK_LMTP_PORT", ports[3].to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        PrivateStack {
-            stack: Stack::start(env),
-        }
-    }
-}
-
-impl Drop for PrivateStack {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let script = crate_dir().join("scripts/mailstack");
-            if let Ok(out) = Command::new(&script)
-                .arg("logs")
-                .envs(self.stack.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .output()
-            {
-                eprintln!(
-                    "--- private mailstack logs ---\n{}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-        }
-        // `clean` is `stop --fast` and then the directory goes.
-        let script = crate_dir().join("scripts/mailstack");
-        let _ = Command::new(&script)
-            .arg("clean")
-            .envs(self.stack.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .output();
-    }
-}
-
-/// `n` distinct ports nobody listens on right now.
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local addr").port())
-        .collect()
 }
 
 // -------------------------------------------------------------------------------- addresses
@@ -248,9 +72,7 @@ fn customer(name: &str) -> String {
 /// One test's daemon: config, database and log in a temp dir, its own addresses.
 struct World {
     stack: Stack,
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    db: PathBuf,
+    app: App,
     log: PathBuf,
     support: String,
     team: String,
@@ -261,40 +83,24 @@ struct World {
 
 impl World {
     fn new(test: &str, stack: &Stack) -> World {
-        Self::with_rules(test, stack, crate_dir().join("rules"))
+        Self::with_rules(test, stack, &crate_dir().join("rules"))
     }
 
-    fn with_rules(test: &str, stack: &Stack, rules_dir: PathBuf) -> World {
-        let dir = tempfile::tempdir().expect("tempdir");
+    fn with_rules(test: &str, stack: &Stack, rules_dir: &Path) -> World {
         let t = tag();
         let support = format!("support-{test}-{t}@example.test");
         let team = format!("team-{t}@example.test");
-        let config = dir.path().join("supportd.toml");
-        let db = dir.path().join("supportd.sqlite3");
-        let text = format!(
-            "[support]\naddress = \"{support}\"\nteam_address = \"{team}\"\n\
-             name = \"Support Chatim\"\n\
-             [storage]\ndatabase = \"{db}\"\n\
-             [rules]\ndir = \"{rules}\"\n\
-             [templates]\ndir = \"{templates}\"\n\
-             [imap]\nhost = \"127.0.0.1\"\nport = {imap}\ntls = \"starttls\"\nca_file = \"{ca}\"\n\
-             username = \"{support}\"\npassword = \"{password}\"\npoll_interval = \"2s\"\n\
-             [smtp]\nhost = \"127.0.0.1\"\nport = {smtp}\ntls = \"starttls\"\nca_file = \"{ca}\"\n",
-            db = db.display(),
-            rules = rules_dir.display(),
-            templates = crate_dir().join("templates").display(),
-            imap = stack.imap_port,
-            smtp = stack.smtp_port,
-            ca = stack.ca_file.display(),
-            password = stack.password,
-        );
-        std::fs::write(&config, text).expect("write config");
+        let app = App::with(|c| {
+            c.address(&support)
+                .team(&team)
+                .rules(rules_dir)
+                .imap(stack, "poll_interval = \"2s\"")
+                .smtp(stack)
+        });
         World {
             stack: stack.clone(),
-            log: dir.path().join("supportd.log"),
-            dir,
-            config,
-            db,
+            log: app.path().join("supportd.log"),
+            app,
             support,
             team,
             child: None,
@@ -302,7 +108,8 @@ impl World {
         }
     }
 
-    /// Starts `supportd run`, its stderr appended to the log.
+    /// Starts `supportd run`, its stderr appended to the log. The daemon logs at `info`
+    /// whatever `TEST_LOG` says: the tests read its log.
     fn start(&mut self) {
         assert!(self.child.is_none(), "daemon already running");
         let log = OpenOptions::new()
@@ -310,9 +117,9 @@ impl World {
             .append(true)
             .open(&self.log)
             .expect("open log");
-        let child = Command::new(BIN)
-            .arg("--config")
-            .arg(&self.config)
+        let child = self
+            .app
+            .command()
             .arg("run")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -410,49 +217,15 @@ impl World {
 
     /// Runs a one-shot subcommand that prints JSON.
     fn json(&self, args: &[&str]) -> Value {
-        let out = Command::new(BIN)
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .expect("run supportd");
-        assert!(
-            out.status.success(),
-            "supportd {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "supportd {args:?} printed no JSON ({e}):\n{}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    }
-
-    fn db(&self) -> rusqlite::Connection {
-        let conn = rusqlite::Connection::open(&self.db).expect("open the database");
-        conn.busy_timeout(Duration::from_secs(10))
-            .expect("busy timeout");
-        conn
-    }
-
-    fn count(&self, sql: &str) -> i64 {
-        self.db()
-            .query_row(sql, [], |r| r.get(0))
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        self.app.json(args)
     }
 
     fn tickets(&self) -> i64 {
-        self.count("SELECT COUNT(*) FROM tickets")
+        self.app.stats().tickets
     }
 
     fn inbound(&self) -> i64 {
-        self.count("SELECT COUNT(*) FROM messages WHERE direction = 'in'")
-    }
-
-    /// Queued or sending outbox rows.
-    fn unsent(&self) -> i64 {
-        self.count("SELECT COUNT(*) FROM outbox WHERE status IN ('queued', 'sending')")
+        self.app.stats().messages
     }
 
     /// Waits until `n` messages were taken in and nothing is left to send.
@@ -460,13 +233,16 @@ impl World {
         wait_until(
             &format!("{inbound} messages stored and the outbox sent"),
             within,
-            || self.inbound() >= inbound && self.unsent() == 0,
+            || {
+                let stats = self.app.stats();
+                stats.messages >= inbound && stats.unsent() == 0
+            },
         )
         .await;
     }
 
     async fn send(&self, from: Option<&str>, raw: &[u8]) -> Instant {
-        send(&self.stack, from, &self.support, raw).await
+        self.stack.send(from, &self.support, raw).await
     }
 }
 
@@ -477,7 +253,7 @@ impl Drop for World {
             let _ = child.wait();
         }
         let failed = std::thread::panicking();
-        if failed {
+        if failed || log_filter().is_some() {
             eprintln!(
                 "--- supportd log ({}) ---\n{}--- end of log ---",
                 self.log.display(),
@@ -486,13 +262,13 @@ impl Drop for World {
         }
         // Config, database and log stay for a post-mortem after a failure, or with E2E_KEEP=1.
         if failed || std::env::var_os("E2E_KEEP").is_some() {
-            eprintln!("[e2e] files kept in {}", self.dir.path().display());
-            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
-            let _ = dir.keep();
+            eprintln!("[e2e] files kept in {}", self.app.keep().display());
         }
     }
 }
 
+/// Checks `ok` every 50 ms (it may run the binary: a tighter loop would take a core) until it
+/// holds, or fails after `within`.
 async fn wait_until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !ok() {
@@ -500,7 +276,7 @@ async fn wait_until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) 
             Instant::now() < deadline,
             "timed out after {within:?} waiting for: {what}"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -570,113 +346,6 @@ fn billing_mail(from: &str, to: &str, id: &str) -> Vec<u8> {
     )
 }
 
-struct Smtp(AsyncSmtpConnection);
-
-impl Smtp {
-    /// Sends `raw` from `from` (None: the null reverse-path of bounces) to `to`; returns when
-    /// Postfix accepted it.
-    async fn send(&mut self, from: Option<&str>, to: &str, raw: &[u8]) -> Instant {
-        let envelope = Envelope::new(
-            from.map(|f| f.parse().expect("sender address")),
-            vec![to.parse().expect("recipient address")],
-        )
-        .expect("envelope");
-        self.0
-            .send(&envelope, raw)
-            .await
-            .expect("Postfix accepts the mail");
-        Instant::now()
-    }
-}
-
-/// Sends one message on a connection of its own.
-async fn send(stack: &Stack, from: Option<&str>, to: &str, raw: &[u8]) -> Instant {
-    let mut smtp = stack.smtp().await;
-    let accepted = smtp.send(from, to, raw).await;
-    let _ = smtp.0.quit().await;
-    accepted
-}
-
-/// Every message in `user`'s INBOX, oldest first, without marking anything read.
-async fn fetch_inbox(session: &mut imap::Session) -> Vec<Vec<u8>> {
-    let selected = session.examine("INBOX").await.expect("EXAMINE");
-    if selected.exists == 0 {
-        return Vec::new();
-    }
-    let fetches: Vec<Fetch> = session
-        .fetch("1:*", "BODY.PEEK[]")
-        .await
-        .expect("FETCH")
-        .try_collect()
-        .await
-        .expect("FETCH answers");
-    fetches
-        .iter()
-        .filter_map(|f| f.body().map(<[u8]>::to_vec))
-        .collect()
-}
-
-async fn inbox(stack: &Stack, user: &str) -> Vec<Vec<u8>> {
-    let mut session = imap::connect(&stack.imap(user)).await.expect("IMAP login");
-    let all = fetch_inbox(&mut session).await;
-    let _ = session.logout().await;
-    all
-}
-
-/// Waits until `user`'s INBOX holds at least `n` messages, then returns them all.
-async fn wait_inbox(stack: &Stack, user: &str, n: usize, within: Duration) -> Vec<Vec<u8>> {
-    let deadline = Instant::now() + within;
-    let mut session = imap::connect(&stack.imap(user)).await.expect("IMAP login");
-    loop {
-        let exists = session.examine("INBOX").await.expect("EXAMINE").exists as usize;
-        if exists >= n {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{user}: {exists} of {n} messages after {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let all = fetch_inbox(&mut session).await;
-    let _ = session.logout().await;
-    all
-}
-
-/// Puts `raw` into `user`'s INBOX as a mail client would, with `flags` (e.g. `(\Seen)`).
-async fn append(stack: &Stack, user: &str, raw: &[u8], flags: Option<&str>) {
-    let mut session = imap::connect(&stack.imap(user)).await.expect("IMAP login");
-    session
-        .append("INBOX", flags, None, raw)
-        .await
-        .expect("APPEND");
-    let _ = session.logout().await;
-}
-
-/// Messages in `user`'s INBOX per IMAP STATUS.
-async fn status_messages(stack: &Stack, user: &str) -> u32 {
-    let mut session = imap::connect(&stack.imap(user)).await.expect("IMAP login");
-    let n = session
-        .status("INBOX", "(MESSAGES)")
-        .await
-        .expect("STATUS")
-        .exists;
-    let _ = session.logout().await;
-    n
-}
-
-/// Files in a Maildir's new/ and cur/ (0 when it does not exist yet).
-fn maildir_files(maildir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for sub in ["new", "cur"] {
-        if let Ok(entries) = std::fs::read_dir(maildir.join(sub)) {
-            out.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
-        }
-    }
-    out.sort();
-    out
-}
-
 fn parse(raw: &[u8]) -> mail_parser::Message<'_> {
     MessageParser::default()
         .parse(raw)
@@ -714,13 +383,8 @@ fn ids(value: &mail_parser::HeaderValue<'_>) -> Vec<String> {
         .collect()
 }
 
-fn acks_in(outbox: &Value) -> Vec<&Value> {
-    outbox
-        .as_array()
-        .expect("outbox list")
-        .iter()
-        .filter(|o| o["kind"] == "ack")
-        .collect()
+fn acks_in(outbox: &[Value]) -> Vec<&Value> {
+    outbox.iter().filter(|o| o["kind"] == "ack").collect()
 }
 
 // ------------------------------------------------------------------------------------ tests
@@ -746,7 +410,7 @@ fn a_customer_mail_gets_a_ticket_and_an_acknowledgement_in_seconds() {
         assert_eq!(tickets[0]["customer"], julie.as_str());
         assert_eq!(tickets[0]["category"], "billing");
 
-        let acks = wait_inbox(&stack, &julie, 1, Duration::from_secs(10)).await;
+        let acks = stack.wait_inbox(&julie, 1, Duration::from_secs(10)).await;
         let latency = accepted.elapsed();
         eprintln!("[e2e] ack latency, SMTP accept to the ack in the customer's INBOX: {latency:?}");
         assert_eq!(acks.len(), 1);
@@ -763,7 +427,7 @@ fn a_customer_mail_gets_a_ticket_and_an_acknowledgement_in_seconds() {
         assert!(body.contains("CHT-1"), "{body}");
         assert!(latency < Duration::from_secs(10), "ack took {latency:?}");
 
-        let notes = wait_inbox(&stack, &w.team, 1, Duration::from_secs(10)).await;
+        let notes = stack.wait_inbox(&w.team, 1, Duration::from_secs(10)).await;
         assert_eq!(notes.len(), 1);
         let note = parse(&notes[0]);
         let note_subject = note.subject().unwrap_or_default();
@@ -790,7 +454,7 @@ fn a_reply_from_the_customer_threads_and_gets_no_second_ack() {
         let first = message_id();
         w.send(Some(&julie), &billing_mail(&julie, &w.support, &first))
             .await;
-        let acks = wait_inbox(&stack, &julie, 1, Duration::from_secs(10)).await;
+        let acks = stack.wait_inbox(&julie, 1, Duration::from_secs(10)).await;
         let ack = &acks[0];
         let ack_id = message_id_of(ack);
         let mut refs = ids(parse(ack).references());
@@ -840,9 +504,9 @@ fn a_reply_from_the_customer_threads_and_gets_no_second_ack() {
 
         // A few seconds for a second acknowledgement to show up, if one were sent.
         tokio::time::sleep(Duration::from_secs(3)).await;
-        assert_eq!(inbox(&stack, &julie).await.len(), 1, "a second ack arrived");
-        let outbox = w.json(&["outbox", "list", "--json"]);
-        assert_eq!(acks_in(&outbox).len(), 1, "{outbox:#}");
+        assert_eq!(stack.inbox(&julie).await.len(), 1, "a second ack arrived");
+        let outbox = w.app.outbox();
+        assert_eq!(acks_in(&outbox).len(), 1, "{outbox:#?}");
         w.stop().await;
     });
 }
@@ -909,38 +573,35 @@ fn auto_replies_and_bounces_are_stored_and_never_answered() {
             let raw = std::fs::read(crate_dir().join("fixtures/mail").join(fixture))
                 .expect("read fixture");
             let text = String::from_utf8_lossy(&raw).replace("\r\n", "\n");
-            append(
-                &stack,
-                &w.support,
-                text.replace('\n', "\r\n").as_bytes(),
-                None,
-            )
-            .await;
+            stack
+                .append(
+                    &w.support,
+                    "INBOX",
+                    text.replace('\n', "\r\n").as_bytes(),
+                    None,
+                )
+                .await;
         }
 
         wait_until("4 messages stored", Duration::from_secs(15), || {
             w.inbound() >= 4
         })
         .await;
-        let stats = w.json(&["stats", "--json"]);
-        assert_eq!(stats["messages"], 4, "{stats:#}");
-        assert!(stats["automated"].as_i64() >= Some(4), "{stats:#}");
-        assert_eq!(stats["quarantined"], 0, "{stats:#}");
-        assert_eq!(stats["acks_queued"], 0, "{stats:#}");
-        assert_eq!(stats["acks_sent"], 0, "{stats:#}");
-        let outbox = w.json(&["outbox", "list", "--json"]);
-        assert!(acks_in(&outbox).is_empty(), "{outbox:#}");
+        let stats = w.app.stats();
+        assert_eq!(stats.messages, 4, "{stats:#?}");
+        assert!(stats.automated >= 4, "{stats:#?}");
+        assert_eq!(stats.quarantined, 0, "{stats:#?}");
+        assert_eq!(stats.acks_queued, 0, "{stats:#?}");
+        assert_eq!(stats.acks_sent, 0, "{stats:#?}");
+        let outbox = w.app.outbox();
+        assert!(acks_in(&outbox).is_empty(), "{outbox:#?}");
 
         // Nothing may reach the senders: wait as long as an ack takes, and more.
         tokio::time::sleep(Duration::from_secs(3)).await;
-        assert!(acks_in(&w.json(&["outbox", "list", "--json"])).is_empty());
-        assert_eq!(status_messages(&stack, &julie).await, 0, "mail to {julie}");
-        assert_eq!(
-            status_messages(&stack, &daemon).await,
-            0,
-            "mail to {daemon}"
-        );
-        assert_eq!(status_messages(&stack, &lost).await, 0, "mail to {lost}");
+        assert!(acks_in(&w.app.outbox()).is_empty());
+        assert_eq!(stack.status_messages(&julie).await, 0, "mail to {julie}");
+        assert_eq!(stack.status_messages(&daemon).await, 0, "mail to {daemon}");
+        assert_eq!(stack.status_messages(&lost).await, 0, "mail to {lost}");
         w.stop().await;
     });
 }
@@ -980,7 +641,7 @@ fn kill_9_in_a_backlog_loses_and_doubles_nothing() {
         );
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let n = status_messages(&stack, &w.support).await as usize;
+            let n = stack.status_messages(&w.support).await as usize;
             if n >= N {
                 assert_eq!(n, N);
                 break;
@@ -1004,33 +665,26 @@ fn kill_9_in_a_backlog_loses_and_doubles_nothing() {
             "100 tickets and acknowledgements going out",
             Duration::from_secs(60),
             || {
-                w.db.exists()
-                    && w.db()
-                        .query_row(
-                            "SELECT (SELECT COUNT(*) FROM tickets) >= 100 AND EXISTS
-                                (SELECT 1 FROM outbox WHERE status IN ('sending', 'sent'))",
-                            [],
-                            |r| r.get::<_, bool>(0),
-                        )
-                        .unwrap_or(false)
+                w.tickets() >= 100 && {
+                    let counts = w.app.outbox_counts();
+                    counts.get("sending").or(counts.get("sent")).is_some()
+                }
             },
         )
         .await;
         w.kill9();
         let killed_after = started.elapsed();
         let tickets_at_kill = w.tickets();
-        let sent_at_kill = w.count("SELECT COUNT(*) FROM outbox WHERE status = 'sent'");
-        let db = w.db();
-        let mut stmt = db
-            .prepare("SELECT kind, to_addr FROM outbox WHERE status = 'sending'")
-            .expect("prepare");
-        let in_flight: Vec<(String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows");
-        drop(stmt);
-        drop(db);
+        let sent_at_kill = w.app.outbox_counts().get("sent").copied().unwrap_or(0);
+        let in_flight: Vec<(String, String)> = w
+            .app
+            .outbox_with_status("sending")
+            .iter()
+            .map(|o| {
+                let text = |key: &str| o[key].as_str().unwrap_or_default().to_string();
+                (text("kind"), text("to"))
+            })
+            .collect();
         eprintln!(
             "[e2e] kill -9 after {killed_after:?}: {tickets_at_kill} tickets, {sent_at_kill} \
              outbox rows sent, {} row(s) in `sending`: {in_flight:?}",
@@ -1049,22 +703,25 @@ fn kill_9_in_a_backlog_loses_and_doubles_nothing() {
         );
         assert_eq!(w.tickets(), N as i64);
         assert_eq!(w.inbound(), N as i64, "a message stored twice");
-        assert_eq!(
-            w.count("SELECT COUNT(DISTINCT customer) FROM tickets"),
-            N as i64
-        );
-        assert_eq!(
-            w.count("SELECT COUNT(*) FROM outbox WHERE kind = 'ack' AND status = 'sent'"),
-            N as i64
-        );
-        assert_eq!(
-            w.count("SELECT COUNT(*) FROM outbox WHERE kind = 'notification' AND status = 'sent'"),
-            N as i64
-        );
-        assert_eq!(
-            w.count("SELECT COUNT(*) FROM outbox WHERE status != 'sent'"),
-            0
-        );
+        let mut ticket_customers: Vec<String> = w
+            .app
+            .tickets()
+            .iter()
+            .map(|t| t["customer"].as_str().unwrap_or_default().to_string())
+            .collect();
+        ticket_customers.sort();
+        ticket_customers.dedup();
+        assert_eq!(ticket_customers.len(), N);
+        let outbox = w.app.outbox();
+        let sent = |kind: &str| {
+            outbox
+                .iter()
+                .filter(|o| o["kind"] == kind && o["status"] == "sent")
+                .count()
+        };
+        assert_eq!(sent("ack"), N);
+        assert_eq!(sent("notification"), N);
+        assert_eq!(outbox.iter().filter(|o| o["status"] != "sent").count(), 0);
 
         // Every customer's mailbox: exactly one ack (1 or 2 for the one caught mid-send).
         let may_double: Vec<&str> = in_flight
@@ -1174,7 +831,7 @@ fn servers_going_down_and_up_lose_nothing() {
         .await;
         eprintln!("[e2e] 3 tickets {:?} after Dovecot came back", up.elapsed());
         for c in &first {
-            wait_inbox(&stack, c, 1, Duration::from_secs(15)).await;
+            stack.wait_inbox(c, 1, Duration::from_secs(15)).await;
         }
         assert!(
             w.log_text().contains("IMAP intake failed"),
@@ -1186,35 +843,35 @@ fn servers_going_down_and_up_lose_nothing() {
         let down = Instant::now();
         let second: Vec<String> = (0..3).map(|i| customer(&format!("post{i}"))).collect();
         for c in &second {
-            append(
-                &stack,
-                &w.support,
-                &billing_mail(c, &w.support, &message_id()),
-                None,
-            )
-            .await;
+            stack
+                .append(
+                    &w.support,
+                    "INBOX",
+                    &billing_mail(c, &w.support, &message_id()),
+                    None,
+                )
+                .await;
         }
         wait_until("6 tickets", Duration::from_secs(15), || w.tickets() >= 6).await;
         wait_until("a failed send attempt", Duration::from_secs(15), || {
-            w.count(
-                "SELECT COUNT(*) FROM outbox WHERE attempts >= 1 AND status = 'queued' \
-                 AND last_error IS NOT NULL",
-            ) >= 1
+            w.app.outbox().iter().any(|o| {
+                o["attempts"].as_i64() >= Some(1)
+                    && o["status"] == "queued"
+                    && o["last_error"].is_string()
+            })
         })
         .await;
-        let outbox = w.json(&["outbox", "list", "--json"]);
+        let outbox = w.app.outbox();
         let waiting: Vec<&Value> = acks_in(&outbox)
             .into_iter()
             .filter(|o| second.iter().any(|c| o["to"] == c.as_str()))
             .collect();
-        assert_eq!(waiting.len(), 3, "{outbox:#}");
+        assert_eq!(waiting.len(), 3, "{outbox:#?}");
         for o in &waiting {
             assert_eq!(o["status"], "queued", "{o:#}");
         }
         // The oldest waiting row is the one being retried; it carries the error.
         let oldest = outbox
-            .as_array()
-            .expect("outbox")
             .iter()
             .find(|o| o["status"] == "queued")
             .expect("a queued row");
@@ -1227,7 +884,7 @@ fn servers_going_down_and_up_lose_nothing() {
         let up = Instant::now();
         eprintln!("[e2e] Postfix was down for {:?}", up - down);
         for c in &second {
-            let acks = wait_inbox(&stack, c, 1, Duration::from_secs(70)).await;
+            let acks = stack.wait_inbox(c, 1, Duration::from_secs(70)).await;
             assert_eq!(acks.len(), 1);
         }
         eprintln!(
@@ -1236,13 +893,14 @@ fn servers_going_down_and_up_lose_nothing() {
         );
         w.wait_settled(6, Duration::from_secs(30)).await;
         assert_eq!(
-            wait_inbox(&stack, &w.team, 6, Duration::from_secs(15))
+            stack
+                .wait_inbox(&w.team, 6, Duration::from_secs(15))
                 .await
                 .len(),
             6
         );
         for c in first.iter().chain(&second) {
-            assert_eq!(inbox(&stack, c).await.len(), 1, "{c}");
+            assert_eq!(stack.inbox(c).await.len(), 1, "{c}");
         }
         w.stop().await;
         drop(private);
@@ -1255,13 +913,14 @@ fn mail_already_read_by_a_person_is_still_ingested() {
         let stack = Stack::shared();
         let mut w = World::new("seen", &stack);
         let before = customer("avant");
-        append(
-            &stack,
-            &w.support,
-            &billing_mail(&before, &w.support, &message_id()),
-            Some("(\\Seen)"),
-        )
-        .await;
+        stack
+            .append(
+                &w.support,
+                "INBOX",
+                &billing_mail(&before, &w.support, &message_id()),
+                Some("(\\Seen)"),
+            )
+            .await;
         w.start_ready().await;
         wait_until("the read mail as a ticket", Duration::from_secs(10), || {
             w.tickets() >= 1
@@ -1269,13 +928,14 @@ fn mail_already_read_by_a_person_is_still_ingested() {
         .await;
 
         let during = customer("pendant");
-        append(
-            &stack,
-            &w.support,
-            &billing_mail(&during, &w.support, &message_id()),
-            Some("(\\Seen)"),
-        )
-        .await;
+        stack
+            .append(
+                &w.support,
+                "INBOX",
+                &billing_mail(&during, &w.support, &message_id()),
+                Some("(\\Seen)"),
+            )
+            .await;
         w.wait_settled(2, Duration::from_secs(10)).await;
         let tickets = w.json(&["tickets", "list", "--json"]);
         let customers: Vec<&str> = tickets
@@ -1286,7 +946,7 @@ fn mail_already_read_by_a_person_is_still_ingested() {
             .collect();
         assert_eq!(customers, vec![before.as_str(), during.as_str()]);
         for c in [&before, &during] {
-            wait_inbox(&stack, c, 1, Duration::from_secs(10)).await;
+            stack.wait_inbox(c, 1, Duration::from_secs(10)).await;
         }
         w.stop().await;
     });
@@ -1302,19 +962,17 @@ fn sighup_with_broken_rules_keeps_the_old_rules_and_a_fixed_file_is_picked_up() 
             std::fs::copy(&path, rules.path().join(path.file_name().expect("name")))
                 .expect("copy rules");
         }
-        let mut w = World::with_rules("sighup", &stack, rules.path().to_path_buf());
+        let mut w = World::with_rules("sighup", &stack, rules.path());
         w.start_ready().await;
         let billing = rules.path().join("billing.toml");
         let good = std::fs::read_to_string(&billing).expect("billing.toml");
 
         let category_of = |w: &World, customer: &str| -> Option<String> {
-            w.db()
-                .query_row(
-                    "SELECT category FROM tickets WHERE customer = ?1",
-                    [customer],
-                    |r| r.get(0),
-                )
-                .ok()
+            w.app
+                .tickets()
+                .iter()
+                .find(|t| t["customer"] == customer)
+                .and_then(|t| t["category"].as_str().map(str::to_string))
         };
         let zorglub = |from: &str, to: &str| {
             mail(
@@ -1409,34 +1067,28 @@ fn sigterm_stops_within_ten_seconds_with_exit_0() {
             .await;
         }
         let deadline = Instant::now() + Duration::from_secs(30);
-        while (status_messages(&stack, &w.support).await as usize) < BACKLOG {
+        while (stack.status_messages(&w.support).await as usize) < BACKLOG {
             assert!(Instant::now() < deadline, "backlog not delivered");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         w.start();
         wait_until("acks going out", Duration::from_secs(30), || {
-            w.db.exists()
-                && w.db()
-                    .query_row(
-                        "SELECT COUNT(*) FROM outbox WHERE status = 'sent'",
-                        [],
-                        |r| r.get::<_, i64>(0),
-                    )
-                    .is_ok_and(|n| n >= 3)
+            w.app.outbox_counts().get("sent").is_some_and(|&n| n >= 3)
         })
         .await;
         w.signal("-TERM");
         let (status, took) = w.wait_exit(Duration::from_secs(10)).await;
-        let sent = w.count("SELECT COUNT(*) FROM outbox WHERE status = 'sent'");
+        let counts = w.app.outbox_counts();
+        let sent = counts.get("sent").copied().unwrap_or(0);
         eprintln!(
             "[e2e] SIGTERM while draining: {status} after {took:?} ({} tickets, {sent} outbox rows \
              sent of {})",
             w.tickets(),
-            w.count("SELECT COUNT(*) FROM outbox")
+            counts.values().sum::<i64>()
         );
         assert!(status.success(), "{status}");
         assert_eq!(
-            w.count("SELECT COUNT(*) FROM outbox WHERE status = 'sending'"),
+            counts.get("sending").copied().unwrap_or(0),
             0,
             "a graceful stop leaves nothing half-sent"
         );
@@ -1447,9 +1099,11 @@ fn sigterm_stops_within_ten_seconds_with_exit_0() {
             .await;
         assert_eq!(w.tickets(), BACKLOG as i64);
         for c in &customers {
-            wait_inbox(&stack, c, 1, Duration::from_secs(15)).await;
+            stack.wait_inbox(c, 1, Duration::from_secs(15)).await;
         }
-        wait_inbox(&stack, &w.team, BACKLOG, Duration::from_secs(15)).await;
+        stack
+            .wait_inbox(&w.team, BACKLOG, Duration::from_secs(15))
+            .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         for c in &customers {
             assert_eq!(maildir_files(&stack.maildir(c)).len(), 1, "{c}");

@@ -1,37 +1,21 @@
 //! The pipeline's batch machinery on a real SQLite file: the writer, the worker pool that
 //! analyses ahead of it and renders behind it, and the fallback that reruns a failed batch
-//! message by message. Failures are provoked with a SQLite trigger, the only way to make a
-//! well-formed message fail inside the database.
-
-use std::path::{Path, PathBuf};
+//! message by message. Failures are provoked with a SQLite trigger ([`db::fail_subject`]), the
+//! only way to make a well-formed message fail inside the database.
 
 use supportd::config::Config;
 use supportd::pipeline::{AckDecision, Action, Incoming, Pipeline};
 use supportd::store::{self, OutboxKind, Store};
 
-fn project() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn config(dir: &Path) -> Config {
-    Config::from_toml(
-        &format!(
-            "[support]\naddress = \"support@example.test\"\nteam_address = \"team@example.test\"\n\
-             [storage]\ndatabase = \"{}\"\n[rules]\ndir = \"{}\"\n[templates]\ndir = \"{}\"\n",
-            dir.join("s.sqlite3").display(),
-            project().join("rules").display(),
-            project().join("templates").display()
-        ),
-        dir,
-    )
-    .expect("config")
-}
+use crate::helpers::config::TestConfig;
+use crate::helpers::{db, init_logs};
 
 /// A fresh database in a temporary folder (kept while the first value lives), and a
 /// pipeline on it.
 fn setup() -> (tempfile::TempDir, Config, Store, Pipeline) {
+    init_logs();
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = config(dir.path());
+    let config = TestConfig::new(dir.path()).team("team@example.test").load();
     let mut store = Store::open(&config.storage.database).expect("open");
     let pipeline = Pipeline::new(&config, &mut store).expect("pipeline");
     (dir, config, store, pipeline)
@@ -53,14 +37,7 @@ fn mail(n: usize, subject: &str) -> Incoming {
 #[test]
 fn a_message_that_fails_in_the_database_is_quarantined_and_the_rest_of_the_batch_goes_on() {
     let (_dir, _, mut store, pipeline) = setup();
-    store
-        .conn()
-        .execute_batch(
-            "CREATE TRIGGER boom BEFORE INSERT ON messages
-             WHEN NEW.subject = 'boom' AND NEW.action != 'quarantined'
-             BEGIN SELECT RAISE(ABORT, 'provoked failure'); END;",
-        )
-        .expect("trigger");
+    db::fail_subject(store.conn(), "boom");
     let batch: Vec<Incoming> = (0..60)
         .map(|n| {
             mail(

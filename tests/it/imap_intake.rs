@@ -4,67 +4,20 @@
 //! its own SQLite file, and puts mail in over SMTP (through Postfix and LMTP, as in production) or
 //! IMAP APPEND, so the tests run in parallel without seeing each other's mail.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use async_imap::types::Flag;
-use futures::TryStreamExt;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor, address::Envelope};
-use supportd::config::{Config, ImapConfig};
+use supportd::config::ImapConfig;
 use supportd::mailbox::imap::{self, ImapError, Intake};
 use supportd::pipeline::Pipeline;
 use supportd::store::{self, Store};
 
-fn crate_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The running stack's settings (`scripts/mailstack start` prints them as KEY=value).
-struct Stack {
-    dir: PathBuf,
-    imap_port: u16,
-    imaps_port: u16,
-    smtp_port: u16,
-    password: String,
-    ca_file: PathBuf,
-}
-
-fn stack() -> &'static Stack {
-    static STACK: OnceLock<Stack> = OnceLock::new();
-    STACK.get_or_init(|| {
-        let script = crate_dir().join("scripts/mailstack");
-        let out = Command::new(&script)
-            .arg("start")
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "{} start failed ({}):\n{}",
-            script.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let get = |key: &str| -> String {
-            text.lines()
-                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-                .map(|v| v.trim().trim_matches('\'').to_string())
-                .unwrap_or_else(|| panic!("mailstack printed no {key}:\n{text}"))
-        };
-        let port = |key: &str| get(key).parse().expect("port number");
-        Stack {
-            dir: get("MAILSTACK_DIR").into(),
-            imap_port: port("MAILSTACK_IMAP_PORT"),
-            imaps_port: port("MAILSTACK_IMAPS_PORT"),
-            smtp_port: port("MAILSTACK_SMTP_PORT"),
-            password: get("MAILSTACK_PASSWORD"),
-            ca_file: get("MAILSTACK_CA_FILE").into(),
-        }
-    })
-}
+use crate::helpers::config::TestConfig;
+use crate::helpers::db;
+use crate::helpers::init_logs;
+use crate::helpers::mailstack::Stack;
 
 /// A fresh address: a mailbox no other test (or earlier run) has touched.
 fn unique_address(test: &str) -> String {
@@ -82,6 +35,7 @@ fn unique_address(test: &str) -> String {
 /// One test's world: a support address, a database, a pipeline.
 struct Env {
     dir: tempfile::TempDir,
+    stack: Stack,
     address: String,
     store: Arc<Mutex<Store>>,
     pipeline: Arc<Pipeline>,
@@ -90,25 +44,29 @@ struct Env {
 
 impl Env {
     fn new(test: &str) -> Env {
+        init_logs();
         let dir = tempfile::tempdir().expect("tempdir");
+        let stack = Stack::shared();
         let address = unique_address(test);
-        let (store, pipeline) = open(dir.path(), &address);
         Env {
+            store: open_store(dir.path()),
             dir,
+            stack,
             address,
-            store,
-            pipeline,
+            pipeline: pipeline(),
             wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
-    /// Config text for this test; `imap_extra` lines go into `[imap]` (STARTTLS by default).
-    fn config(&self, imap_extra: &str) -> Config {
-        config_text(self.dir.path(), &self.address, imap_extra)
+    /// This test's configuration; `imap_extra` lines go into `[imap]` (STARTTLS by default).
+    fn config(&self, imap_extra: &str) -> TestConfig {
+        TestConfig::new(self.dir.path())
+            .address(&self.address)
+            .imap(&self.stack, imap_extra)
     }
 
     fn imap(&self, imap_extra: &str) -> ImapConfig {
-        self.config(imap_extra).imap.expect("[imap]")
+        self.config(imap_extra).load().imap.expect("[imap]")
     }
 
     fn intake(&self, imap_extra: &str) -> Intake {
@@ -122,8 +80,12 @@ impl Env {
 
     /// An intake as a restarted daemon would have it: its own Store on the same file.
     fn reopened_intake(&self, imap_extra: &str) -> Intake {
-        let (store, pipeline) = open(self.dir.path(), &self.address);
-        Intake::new(self.imap(imap_extra), pipeline, store, self.wake.clone())
+        Intake::new(
+            self.imap(imap_extra),
+            pipeline(),
+            open_store(self.dir.path()),
+            self.wake.clone(),
+        )
     }
 
     fn key(&self) -> String {
@@ -135,44 +97,57 @@ impl Env {
         store::mailbox_state(s.conn(), &self.key()).expect("mailbox state")
     }
 
-    fn count(&self, sql: &str) -> i64 {
+    fn stats(&self) -> store::Stats {
         let s = self.store.lock().expect("store lock");
-        s.conn().query_row(sql, [], |r| r.get(0)).expect(sql)
+        store::stats(s.conn()).expect("stats")
     }
 
+    /// Messages stored.
     fn inbound(&self) -> i64 {
-        self.count("SELECT COUNT(*) FROM messages WHERE direction = 'in'")
+        self.stats().messages
     }
 
-    fn execute(&self, sql: &str) {
+    /// Runs `f` on the test's own connection (for [`db`]'s reach-ins).
+    fn with_conn<R>(&self, f: impl FnOnce(&rusqlite::Connection) -> R) -> R {
         let s = self.store.lock().expect("store lock");
-        s.conn().execute_batch(sql).expect(sql);
+        f(s.conn())
+    }
+
+    /// Puts `raw` straight into INBOX, unflagged (like a delivery, but synchronous).
+    async fn put(&self, raw: &[u8]) {
+        self.stack.append(&self.address, "INBOX", raw, None).await;
+    }
+
+    /// Sends `raw` to the support address through Postfix.
+    async fn send_smtp(&self, raw: &[u8]) {
+        self.stack
+            .send(Some("julie@boulangerie-martin.example"), &self.address, raw)
+            .await;
+    }
+
+    /// UID → flags of every message in `mailbox`.
+    async fn flags(&self, mailbox: &str) -> Vec<(u32, Vec<String>)> {
+        self.stack.flags(&self.address, mailbox).await
+    }
+
+    async fn exists(&self, mailbox: &str) -> u32 {
+        self.stack.exists(&self.address, mailbox).await
+    }
+
+    /// Waits until INBOX holds `n` messages (SMTP delivery is asynchronous).
+    async fn wait_delivered(&self, n: u32) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.exists("INBOX").await < n {
+            assert!(Instant::now() < deadline, "mail not delivered within 15 s");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 }
 
-fn config_text(dir: &Path, address: &str, imap_extra: &str) -> Config {
-    let st = stack();
-    let text = format!(
-        "[support]\naddress = \"{address}\"\n\
-         [storage]\ndatabase = \"{db}\"\n\
-         [rules]\ndir = \"{rules}\"\n\
-         [templates]\ndir = \"{templates}\"\n\
-         [imap]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"starttls\"\nca_file = \"{ca}\"\n\
-         username = \"{address}\"\npassword = \"{password}\"\n{imap_extra}\n",
-        db = dir.join("db.sqlite3").display(),
-        rules = crate_dir().join("rules").display(),
-        templates = crate_dir().join("templates").display(),
-        port = st.imap_port,
-        ca = st.ca_file.display(),
-        password = st.password,
-    );
-    Config::from_toml(&text, dir).unwrap_or_else(|e| panic!("config: {e}\n{text}"))
-}
-
-fn open(dir: &Path, address: &str) -> (Arc<Mutex<Store>>, Arc<Pipeline>) {
-    let config = config_text(dir, address, "");
-    let store = Store::open(&config.storage.database).expect("open store");
-    (Arc::new(Mutex::new(store)), pipeline())
+/// The store of the database in `dir`, for an intake.
+fn open_store(dir: &std::path::Path) -> Arc<Mutex<Store>> {
+    let store = Store::open(&TestConfig::new(dir).database()).expect("open store");
+    Arc::new(Mutex::new(store))
 }
 
 /// One pipeline for the whole file: building it (rules and templates) takes seconds in a debug
@@ -181,9 +156,8 @@ fn pipeline() -> Arc<Pipeline> {
     static PIPELINE: OnceLock<Arc<Pipeline>> = OnceLock::new();
     PIPELINE
         .get_or_init(|| {
-            let dir = crate_dir();
-            let config = config_text(&dir, "support@example.test", "");
-            let mut store = Store::open(Path::new(":memory:")).expect("in-memory store");
+            let config = TestConfig::new(&std::env::temp_dir()).load();
+            let mut store = Store::open(std::path::Path::new(":memory:")).expect("in-memory store");
             Arc::new(Pipeline::new(&config, &mut store).expect("pipeline"))
         })
         .clone()
@@ -214,77 +188,6 @@ fn message(to: &str, subject: &str, fill: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Puts `raw` straight into INBOX, unflagged (like a delivery, but synchronous).
-async fn put(env: &Env, raw: &[u8]) {
-    let mut session = imap::connect(&env.imap("")).await.expect("connect");
-    session
-        .append("INBOX", None, None, raw)
-        .await
-        .expect("APPEND");
-    session.logout().await.expect("logout");
-}
-
-/// Sends `raw` to the support address through Postfix.
-async fn send_smtp(env: &Env, raw: &[u8]) {
-    let smtp: AsyncSmtpTransport<Tokio1Executor> =
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
-            .port(stack().smtp_port)
-            .build();
-    let envelope = Envelope::new(
-        Some("julie@boulangerie-martin.example".parse().expect("from")),
-        vec![env.address.parse().expect("to")],
-    )
-    .expect("envelope");
-    smtp.send_raw(&envelope, raw).await.expect("SMTP send");
-}
-
-/// UID → flags of every message in `mailbox`.
-async fn flags(env: &Env, mailbox: &str) -> Vec<(u32, Vec<String>)> {
-    let mut session = imap::connect(&env.imap("")).await.expect("connect");
-    let selected = session.examine(mailbox).await.expect("EXAMINE");
-    let mut out = Vec::new();
-    if selected.exists > 0 {
-        let fetches: Vec<_> = session
-            .uid_fetch("1:*", "(UID FLAGS)")
-            .await
-            .expect("FETCH")
-            .try_collect()
-            .await
-            .expect("FETCH stream");
-        for f in &fetches {
-            let names = f
-                .flags()
-                .map(|fl| match fl {
-                    Flag::Seen => "\\Seen".to_string(),
-                    Flag::Deleted => "\\Deleted".to_string(),
-                    Flag::Custom(c) => c.to_string(),
-                    other => format!("{other:?}"),
-                })
-                .collect();
-            out.push((f.uid.expect("UID"), names));
-        }
-    }
-    session.logout().await.expect("logout");
-    out.sort();
-    out
-}
-
-async fn exists(env: &Env, mailbox: &str) -> u32 {
-    let mut session = imap::connect(&env.imap("")).await.expect("connect");
-    let n = session.examine(mailbox).await.expect("EXAMINE").exists;
-    session.logout().await.expect("logout");
-    n
-}
-
-/// Waits until `mailbox` holds `n` messages (SMTP delivery is asynchronous).
-async fn wait_delivered(env: &Env, n: u32) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while exists(env, "INBOX").await < n {
-        assert!(Instant::now() < deadline, "mail not delivered within 15 s");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 fn has(flags: &[String], flag: &str) -> bool {
     flags.iter().any(|f| f == flag)
 }
@@ -300,10 +203,11 @@ fn imap_error(e: &anyhow::Error) -> &ImapError {
 async fn messages_are_ingested_once_and_the_watermark_survives_a_restart() {
     let env = Env::new("once");
     for i in 0..3 {
-        put(
-            &env,
-            &message(&env.address, &format!("Invoice question {i}"), 300),
-        )
+        env.put(&message(
+            &env.address,
+            &format!("Invoice question {i}"),
+            300,
+        ))
         .await;
     }
     // Two batches (2 + 1): each commits its own watermark.
@@ -316,7 +220,7 @@ async fn messages_are_ingested_once_and_the_watermark_survives_a_restart() {
     // A restarted daemon: new Store and Pipeline on the same file.
     let mut second = env.reopened_intake("");
     assert_eq!(second.poll_once().await.expect("after restart"), 0);
-    put(&env, &message(&env.address, "One more", 300)).await;
+    env.put(&message(&env.address, "One more", 300)).await;
     assert_eq!(second.poll_once().await.expect("new mail"), 1);
     assert_eq!(env.inbound(), 4);
 
@@ -325,14 +229,12 @@ async fn messages_are_ingested_once_and_the_watermark_survives_a_restart() {
     assert!(state.last_fetch_at.is_some());
     assert_eq!(state.last_error, None);
     let validity = state.uidvalidity.expect("uidvalidity recorded");
-    assert_eq!(
-        env.count(&format!(
-            "SELECT COUNT(*) FROM messages WHERE source = 'imap:INBOX:{validity}:4'"
-        )),
-        1
-    );
+    let fourth = format!("imap:INBOX:{validity}:4");
+    let stored = env.with_conn(|c| db::messages_from(c, &fourth));
+    assert_eq!(stored.len(), 1, "one message from {fourth}: {stored:?}");
+    assert_eq!(stored[0].source, fourth);
     // BODY.PEEK: taking mail in never marks it read for the people using the mailbox.
-    for (uid, f) in flags(&env, "INBOX").await {
+    for (uid, f) in env.flags("INBOX").await {
         assert!(!has(&f, "\\Seen"), "UID {uid} was marked \\Seen: {f:?}");
         assert!(has(&f, "$Ticketed"), "UID {uid} not marked: {f:?}");
     }
@@ -349,9 +251,10 @@ async fn mail_a_person_already_read_is_still_ingested() {
     )
     .await
     .expect("append \\Seen");
-    send_smtp(&env, &message(&env.address, "Unread one", 300)).await;
-    wait_delivered(&env, 2).await;
-    let f = flags(&env, "INBOX").await;
+    env.send_smtp(&message(&env.address, "Unread one", 300))
+        .await;
+    env.wait_delivered(2).await;
+    let f = env.flags("INBOX").await;
     assert!(has(&f[0].1, "\\Seen"), "{f:?}");
 
     let mut intake = env.intake("");
@@ -366,7 +269,7 @@ async fn mail_a_person_already_read_is_still_ingested() {
     )
     .await
     .expect("append to a new mailbox");
-    let f = flags(&env, "Sent copies").await;
+    let f = env.flags("Sent copies").await;
     assert_eq!(f.len(), 1);
     assert!(has(&f[0].1, "\\Seen"), "{f:?}");
 }
@@ -374,18 +277,15 @@ async fn mail_a_person_already_read_is_still_ingested() {
 #[tokio::test]
 async fn keyword_is_set_only_after_commit_and_catch_up_marks_committed_mail() {
     let env = Env::new("keyword");
-    put(&env, &message(&env.address, "First", 300)).await;
-    put(&env, &message(&env.address, "Second", 300)).await;
+    env.put(&message(&env.address, "First", 300)).await;
+    env.put(&message(&env.address, "Second", 300)).await;
 
     // The database refuses every message: nothing may be marked, the watermark must not move.
-    env.execute(
-        "CREATE TEMP TRIGGER refuse BEFORE INSERT ON messages \
-         BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;",
-    );
+    env.with_conn(db::refuse_everything);
     let mut intake = env.intake("");
     let err = intake.poll_once().await.expect_err("database error");
     assert!(!imap_error(&err).is_auth(), "{err:#}");
-    for (uid, f) in flags(&env, "INBOX").await {
+    for (uid, f) in env.flags("INBOX").await {
         assert!(!has(&f, "$Ticketed"), "UID {uid} marked without a commit");
     }
     let state = env.state();
@@ -393,10 +293,10 @@ async fn keyword_is_set_only_after_commit_and_catch_up_marks_committed_mail() {
     assert!(state.last_error.is_some(), "error not recorded");
     assert!(!state.auth_failing);
 
-    env.execute("DROP TRIGGER refuse;");
+    env.with_conn(db::stop_refusing);
     assert_eq!(intake.poll_once().await.expect("retry"), 2);
     assert!(
-        flags(&env, "INBOX")
+        env.flags("INBOX")
             .await
             .iter()
             .all(|(_, f)| has(f, "$Ticketed"))
@@ -404,17 +304,17 @@ async fn keyword_is_set_only_after_commit_and_catch_up_marks_committed_mail() {
     assert_eq!(env.state().last_error, None);
 
     // A crash between commit and marking, played by an intake that never marks.
-    put(&env, &message(&env.address, "Third", 300)).await;
-    put(&env, &message(&env.address, "Fourth", 300)).await;
+    env.put(&message(&env.address, "Third", 300)).await;
+    env.put(&message(&env.address, "Fourth", 300)).await;
     let mut unmarking = env.intake("after = \"none\"");
     assert_eq!(unmarking.poll_once().await.expect("commit only"), 2);
     let marked = |f: &[(u32, Vec<String>)]| f.iter().filter(|(_, f)| has(f, "$Ticketed")).count();
-    assert_eq!(marked(&flags(&env, "INBOX").await), 2);
+    assert_eq!(marked(&env.flags("INBOX").await), 2);
 
     // The next connect marks what was committed but left unmarked, and takes in nothing twice.
     let mut restarted = env.reopened_intake("");
     assert_eq!(restarted.poll_once().await.expect("catch-up"), 0);
-    assert_eq!(marked(&flags(&env, "INBOX").await), 4);
+    assert_eq!(marked(&env.flags("INBOX").await), 4);
     assert_eq!(env.inbound(), 4);
 }
 
@@ -423,26 +323,27 @@ async fn move_leaves_the_inbox_empty_and_processed_holds_the_mail() {
     let env = Env::new("move");
     let moving = "after = \"move\"\nprocessed_mailbox = \"Processed\"";
     for i in 0..3 {
-        put(&env, &message(&env.address, &format!("Move me {i}"), 300)).await;
+        env.put(&message(&env.address, &format!("Move me {i}"), 300))
+            .await;
     }
     let mut intake = env.intake(moving);
     assert_eq!(intake.poll_once().await.expect("poll"), 3);
-    assert_eq!(exists(&env, "INBOX").await, 0);
-    assert_eq!(exists(&env, "Processed").await, 3);
+    assert_eq!(env.exists("INBOX").await, 0);
+    assert_eq!(env.exists("Processed").await, 3);
 
     // Committed but not moved (a crash): the next connect moves it.
-    put(&env, &message(&env.address, "Left behind", 300)).await;
+    env.put(&message(&env.address, "Left behind", 300)).await;
     let mut unmarking = env.intake("after = \"none\"");
     assert_eq!(unmarking.poll_once().await.expect("commit only"), 1);
-    assert_eq!(exists(&env, "INBOX").await, 1);
+    assert_eq!(env.exists("INBOX").await, 1);
     let mut restarted = env.reopened_intake(moving);
     assert_eq!(restarted.poll_once().await.expect("catch-up"), 0);
-    assert_eq!(exists(&env, "INBOX").await, 0);
-    assert_eq!(exists(&env, "Processed").await, 4);
+    assert_eq!(env.exists("INBOX").await, 0);
+    assert_eq!(env.exists("Processed").await, 4);
     assert_eq!(env.inbound(), 4);
     // Moving never reads the mail on anyone's behalf.
     assert!(
-        flags(&env, "Processed")
+        env.flags("Processed")
             .await
             .iter()
             .all(|(_, f)| !has(f, "\\Seen"))
@@ -452,14 +353,15 @@ async fn move_leaves_the_inbox_empty_and_processed_holds_the_mail() {
 #[tokio::test]
 async fn a_uidvalidity_change_rescans_without_duplicates() {
     let env = Env::new("validity");
-    put(&env, &message(&env.address, "Before the reset", 300)).await;
-    put(&env, &message(&env.address, "Also before", 300)).await;
+    env.put(&message(&env.address, "Before the reset", 300))
+        .await;
+    env.put(&message(&env.address, "Also before", 300)).await;
     let mut intake = env.intake("");
     assert_eq!(intake.poll_once().await.expect("poll"), 2);
     let old = env.state().uidvalidity.expect("uidvalidity");
 
     let new = old.wrapping_add(1000).max(1);
-    let conf = stack().dir.join("dovecot/dovecot.conf");
+    let conf = env.stack.dir.join("dovecot/dovecot.conf");
     let out = Command::new("doveadm")
         .arg("-c")
         .arg(&conf)
@@ -497,50 +399,36 @@ async fn a_uidvalidity_change_rescans_without_duplicates() {
 #[tokio::test]
 async fn an_oversized_message_is_stored_with_its_headers_only_and_flagged() {
     let env = Env::new("oversized");
-    put(&env, &message(&env.address, "Small one", 300)).await;
+    env.put(&message(&env.address, "Small one", 300)).await;
     let big = message(&env.address, "Huge attachment", 20_000);
-    put(&env, &big).await;
+    env.put(&big).await;
     let mut intake = env.intake("max_message_size = 4000");
     assert_eq!(intake.poll_once().await.expect("poll"), 2);
 
-    let s = env.store.lock().expect("store");
-    let (raw, warnings): (Vec<u8>, String) = s
-        .conn()
-        .query_row(
-            "SELECT raw, warnings FROM messages WHERE source LIKE 'imap:INBOX:%:2'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .expect("oversized row");
+    let stored = env.with_conn(|c| db::messages_from(c, "imap:INBOX:%:2"));
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let (raw, warnings) = (&stored[0].raw, &stored[0].warnings);
     assert!(raw.len() < 1000, "{} bytes kept", raw.len());
     assert!(raw.ends_with(b"\r\n\r\n"), "headers end with a blank line");
-    assert!(String::from_utf8_lossy(&raw).contains("Subject: Huge attachment"));
+    assert!(String::from_utf8_lossy(raw).contains("Subject: Huge attachment"));
     assert!(warnings.contains("max_message_size"), "{warnings:?}");
-    let flags: String = s
-        .conn()
-        .query_row(
-            "SELECT t.flags FROM tickets t JOIN messages m ON m.ticket_id = t.id
-             WHERE m.source LIKE 'imap:INBOX:%:2'",
-            [],
-            |r| r.get(0),
-        )
+    // Its ticket: the only one with its subject.
+    let tickets = env.with_conn(|c| store::list_tickets(c, None, None).expect("tickets"));
+    let ticket = tickets
+        .iter()
+        .find(|t| t.subject == "Huge attachment")
         .expect("ticket of the oversized message");
-    assert!(flags.contains("oversized"), "{flags:?}");
-    let small: Vec<u8> = s
-        .conn()
-        .query_row(
-            "SELECT raw FROM messages WHERE source LIKE 'imap:INBOX:%:1'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("small row");
+    assert!(ticket.flags.contains("oversized"), "{ticket:?}");
+    let small = env.with_conn(|c| db::messages_from(c, "imap:INBOX:%:1"));
+    assert_eq!(small.len(), 1, "{small:?}");
+    let small = &small[0].raw;
     assert!(small.len() > 300, "the small one is whole");
 }
 
 #[tokio::test]
 async fn implicit_tls_and_starttls_verify_the_generated_ca() {
     let env = Env::new("tls");
-    let st = stack();
+    let st = &env.stack;
     let mut config = env.imap("");
     config.tls = supportd::config::TlsMode::Implicit;
     config.port = Some(st.imaps_port);
@@ -670,7 +558,8 @@ async fn idle_picks_up_a_delivery_within_two_seconds() {
     let woken = env.wake.clone();
     let notified = tokio::spawn(async move { woken.notified().await });
     let sent = Instant::now();
-    send_smtp(&env, &message(&env.address, "Pushed by IDLE", 300)).await;
+    env.send_smtp(&message(&env.address, "Pushed by IDLE", 300))
+        .await;
     let deadline = sent + Duration::from_secs(5);
     while env.inbound() < 1 {
         assert!(Instant::now() < deadline, "not picked up within 5 s");
@@ -693,7 +582,7 @@ async fn idle_picks_up_a_delivery_within_two_seconds() {
         .expect("task")
         .expect("run() is Ok on shutdown");
     eprintln!("shutdown took {:?}", asked.elapsed());
-    let f = flags(&env, "INBOX").await;
+    let f = env.flags("INBOX").await;
     assert!(has(&f[0].1, "$Ticketed"), "{f:?}");
 }
 
@@ -708,7 +597,8 @@ async fn without_idle_run_polls_every_interval() {
         assert!(Instant::now() < deadline, "intake never connected");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    put(&env, &message(&env.address, "Found by polling", 300)).await;
+    env.put(&message(&env.address, "Found by polling", 300))
+        .await;
     let put_at = Instant::now();
     while env.inbound() < 1 {
         assert!(
@@ -757,16 +647,18 @@ async fn mail_the_server_received_long_ago_is_stored_but_not_acknowledged() {
     let mut intake = env.intake("");
     assert_eq!(intake.poll_once().await.expect("poll"), 2);
     assert_eq!(env.inbound(), 2);
-    assert_eq!(env.count("SELECT count(*) FROM tickets"), 2);
-    assert_eq!(
-        env.count("SELECT count(*) FROM outbox WHERE kind = 'ack' AND status = 'queued'"),
-        1
-    );
-    assert_eq!(
-        env.count(
-            "SELECT count(*) FROM outbox WHERE kind = 'ack' AND status = 'suppressed'
-             AND last_error LIKE 'received % days ago, over guard.max_ack_age'"
-        ),
-        1
-    );
+    let stats = env.stats();
+    assert_eq!(stats.tickets, 2);
+    assert_eq!(stats.acks_queued, 1);
+    let suppressed = env.with_conn(|c| store::list_outbox(c, Some("suppressed")).expect("outbox"));
+    let too_old: Vec<_> = suppressed
+        .iter()
+        .filter(|o| {
+            let reason = o.last_error.as_deref().unwrap_or_default();
+            o.kind == "ack"
+                && reason.starts_with("received ")
+                && reason.ends_with(" days ago, over guard.max_ack_age")
+        })
+        .collect();
+    assert_eq!(too_old.len(), 1, "{suppressed:?}");
 }

@@ -1,0 +1,11 @@
+//! The one integration-test binary: `cargo test --test it [FILTER]`.
+
+mod helpers;
+
+mod cli;
+mod corpora;
+mod e2e;
+mod golden;
+mod imap_intake;
+mod pipeline;
+mod threads;
