@@ -9,7 +9,7 @@
 
 use std::sync::LazyLock;
 
-use regex::{Regex, RegexBuilder};
+use regex::Regex;
 
 use crate::parse::ParsedMessage;
 use crate::parse::report::{
@@ -23,8 +23,9 @@ pub struct GuardPolicy {
     pub own_addresses: Vec<String>,
     /// Domain of the support address: our own Message-IDs look like `sd.<...>@<own_domain>`.
     pub own_domain: String,
-    /// Regex (whole local part, case-insensitive) of machine senders; from config
-    /// guard.robot_local_parts.
+    /// Regex of machine senders' local parts, matched as given; from config
+    /// guard.robot_local_parts, which [`LocalPartPattern`](crate::config::LocalPartPattern)
+    /// compiles anchored and case-insensitive.
     pub robot_local_parts: Regex,
     /// Value of our loop header `X-Supportd-Loop` (the support address); mail carrying it is
     /// our own coming back.
@@ -32,29 +33,19 @@ pub struct GuardPolicy {
 }
 
 impl GuardPolicy {
-    /// Builds the policy; `robot_local_parts` is anchored (`^(?:...)$`) and case-insensitive.
-    /// The loop header value is the first own address.
-    ///
-    /// # Errors
-    /// `robot_local_parts` is not a valid regex.
-    pub fn new(
-        own_addresses: Vec<String>,
-        own_domain: &str,
-        robot_local_parts: &str,
-    ) -> Result<Self, regex::Error> {
-        let robot_local_parts = RegexBuilder::new(&format!("^(?:{robot_local_parts})$"))
-            .case_insensitive(true)
-            .build()?;
+    /// Builds the policy around the already compiled `robot_local_parts`. The loop header value
+    /// is the first own address.
+    pub fn new(own_addresses: Vec<String>, own_domain: &str, robot_local_parts: Regex) -> Self {
         let own_addresses: Vec<String> = own_addresses
             .into_iter()
             .map(|a| a.trim().to_ascii_lowercase())
             .collect();
-        Ok(Self {
+        Self {
             loop_header_value: own_addresses.first().cloned().unwrap_or_default(),
             own_addresses,
             own_domain: own_domain.trim().to_ascii_lowercase(),
             robot_local_parts,
-        })
+        }
     }
 }
 
@@ -458,15 +449,20 @@ pub fn inspect(msg: &ParsedMessage, policy: &GuardPolicy) -> Option<Automated> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::LocalPartPattern;
     use crate::parse::parse;
 
     fn policy() -> GuardPolicy {
         GuardPolicy::new(
             vec!["support@example.test".into(), "help@example.test".into()],
             "example.test",
-            r"mailer-daemon|postmaster|noreply|no[-_.]?reply(?:[-_.+].*)?|notifications?",
+            LocalPartPattern::parse(
+                r"mailer-daemon|postmaster|noreply|no[-_.]?reply(?:[-_.+].*)?|notifications?",
+            )
+            .unwrap()
+            .regex()
+            .clone(),
         )
-        .unwrap()
     }
 
     fn mail(headers: &str, body: &str) -> ParsedMessage {
@@ -816,13 +812,17 @@ mod tests {
 
     #[test]
     fn the_policy_anchors_the_robot_regex_and_rejects_invalid_ones() {
-        let p =
-            GuardPolicy::new(vec!["Support@Example.test".into()], "Example.test", "bot").unwrap();
+        let bot = LocalPartPattern::parse("bot").unwrap();
+        let p = GuardPolicy::new(
+            vec!["Support@Example.test".into()],
+            "Example.test",
+            bot.regex().clone(),
+        );
         assert!(p.robot_local_parts.is_match("BOT"));
         assert!(!p.robot_local_parts.is_match("robot"));
         assert_eq!(p.loop_header_value, "support@example.test");
         assert_eq!(p.own_domain, "example.test");
-        assert!(GuardPolicy::new(vec![], "x", "(").is_err());
+        assert!(LocalPartPattern::parse("(").is_err());
     }
 
     mod property {

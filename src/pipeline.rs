@@ -147,9 +147,8 @@ impl Pipeline {
         let guard = GuardPolicy::new(
             own_addresses.clone(),
             config.support_domain(),
-            &config.guard.robot_local_parts,
-        )
-        .context("guard.robot_local_parts")?;
+            config.guard.robot_local_parts.regex().clone(),
+        );
         // One worker per core, not one fewer: the writer spends much of a batch waiting (for an
         // analysis, for fsync), and on two cores one worker left a core idle meanwhile.
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -158,11 +157,6 @@ impl Pipeline {
             .thread_name(|i| format!("supportd-worker-{i}"))
             .build()
             .context("starting the worker threads")?;
-        let timezone = config
-            .support
-            .timezone
-            .parse()
-            .map_err(|e| anyhow::anyhow!("support.timezone: {e}"))?;
         Ok(Pipeline {
             prefix: config.support.ticket_prefix.clone(),
             support_address: config.support.address.to_ascii_lowercase(),
@@ -178,7 +172,7 @@ impl Pipeline {
             identity: Identity {
                 address: config.support.address.clone(),
                 name: config.support.name.clone(),
-                timezone,
+                timezone: config.support.timezone,
             },
             analyser: Arc::new(Analyser {
                 guard,
