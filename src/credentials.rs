@@ -158,6 +158,19 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_password_file_names_its_cause_once_in_the_chain() {
+        let mut a = auth();
+        a.secret = Some(SecretSource::File("/nonexistent/pw".into()));
+        let err = Credentials::resolve(&a).unwrap_err();
+        let cause = std::fs::read("/nonexistent/pw").unwrap_err().to_string();
+        // As the daemon reports it: the IMAP error around it, the task's context on top.
+        let imap = crate::mailbox::imap::ImapError::from(err);
+        let chain = format!("{:#}", anyhow::Error::new(imap).context("IMAP intake"));
+        assert_eq!(chain.matches(&cause).count(), 1, "{chain}");
+        assert!(chain.contains("/nonexistent/pw"), "{chain}");
+    }
+
+    #[test]
     fn token_command_output_becomes_an_xoauth2_response() {
         let mut a = auth();
         a.secret = Some(SecretSource::TokenCommand("echo tok123".into()));

@@ -46,10 +46,10 @@ const NO_SUBJECT: &str = "(no subject)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplyError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("template {}: {reason}", path.display())]
     Template { path: PathBuf, reason: String },
@@ -181,7 +181,7 @@ impl Templates {
     pub fn load(dir: &Path) -> Result<Templates, ReplyError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
-            move |source| ReplyError::Io { path, source }
+            move |error| ReplyError::Io { path, error }
         };
         let mut locales = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io(dir))? {
