@@ -3,20 +3,31 @@
 //! Entry point: [`Config::load`]. Unknown keys are an error that names the key, so a typo in an
 //! admin's file never silently falls back to a default. Relative paths are resolved against the
 //! folder of the config file, so the daemon behaves the same whatever its working directory.
+//!
+//! Values are parsed into what the code uses, not checked and kept as text: the time zone is a
+//! `chrono_tz::Tz`, the robot pattern a compiled regex, the secret one [`SecretSource`], and
+//! durations and sizes fit their types. So `supportd run` refuses a bad value at start rather
+//! than failing on it later, and the TOML error shows the key's line (see `config/values.rs`).
 
-use std::fmt;
+mod values;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use values::{LocalPartPattern, Secret, parse_duration, parse_size};
+
 /// Everything that can go wrong while reading the configuration.
+///
+/// Each message carries its cause and no variant returns it again from `source()`, so a
+/// `{:#}` chain names it once.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("invalid config file {path}: {message}")]
     Invalid { path: PathBuf, message: String },
@@ -57,9 +68,9 @@ pub struct SupportConfig {
     pub default_locale: String,
     /// Where team notifications go; none are queued when unset.
     pub team_address: Option<String>,
-    /// IANA zone used to word due times in acknowledgements.
-    #[serde(default = "default_timezone")]
-    pub timezone: String,
+    /// IANA zone used to word due times in acknowledgements, e.g. "Europe/Paris".
+    #[serde(default = "default_timezone", deserialize_with = "values::timezone")]
+    pub timezone: chrono_tz::Tz,
     /// Further addresses that are ours (aliases): mail from them is never acknowledged.
     #[serde(default)]
     pub aliases: Vec<String>,
@@ -118,8 +129,8 @@ impl Default for TemplatesConfig {
 #[serde(deny_unknown_fields)]
 pub struct GuardConfig {
     /// Local parts (regex, case-insensitive, whole local part) that are machines, never people.
-    #[serde(default = "default_robot_local_parts")]
-    pub robot_local_parts: String,
+    #[serde(default)]
+    pub robot_local_parts: LocalPartPattern,
     /// At most this many acknowledgements to one address per rolling hour.
     #[serde(default = "default_acks_per_hour")]
     pub max_acks_per_hour: u32,
@@ -129,14 +140,14 @@ pub struct GuardConfig {
     /// Mail the IMAP server received longer ago than this (its INTERNALDATE) is stored and
     /// notified but not acknowledged: a first start on a mailbox with history, or a long
     /// outage, must not answer months-old requests. 0 turns it off.
-    #[serde(default = "default_max_ack_age", with = "duration_text")]
+    #[serde(default = "default_max_ack_age", with = "values::duration_text")]
     pub max_ack_age: Duration,
 }
 
 impl Default for GuardConfig {
     fn default() -> Self {
         Self {
-            robot_local_parts: default_robot_local_parts(),
+            robot_local_parts: LocalPartPattern::default(),
             max_acks_per_hour: default_acks_per_hour(),
             max_acks_per_day: default_acks_per_day(),
             max_ack_age: default_max_ack_age(),
@@ -168,36 +179,86 @@ pub enum AfterIngest {
     None,
 }
 
-/// A secret that never shows in logs or `Debug` output.
-#[derive(Clone, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-/// Credentials shared by IMAP and SMTP; exactly one source is used.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+/// Credentials shared by IMAP and SMTP, written as `username` plus at most one of the keys
+/// `password`, `password_file`, `password_env` and `oauth2_token_command`.
+///
+/// A file that sets two of them is refused when it is read, naming both keys: guessing which
+/// one wins would only show at the first login. No secret at all is allowed here (an SMTP relay
+/// on loopback needs none); logging in without one fails in
+/// [`Credentials::resolve`](crate::credentials::Credentials::resolve).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(try_from = "RawAuth")]
 pub struct AuthConfig {
     pub username: Option<String>,
-    pub password: Option<Secret>,
-    pub password_file: Option<PathBuf>,
-    pub password_env: Option<String>,
-    /// Command whose stdout is an OAuth2 access token (XOAUTH2).
-    pub oauth2_token_command: Option<String>,
+    pub secret: Option<SecretSource>,
+}
+
+/// Where the password or token is read from: the one secret key set in the section.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    /// `password`: written in the config file itself.
+    Password(Secret),
+    /// `password_file`: a file holding the password (a trailing newline is dropped); read at
+    /// every connection, so a rotated password is picked up on reconnect. Relative paths are
+    /// resolved against the config file's folder.
+    File(PathBuf),
+    /// `password_env`: the name of an environment variable holding the password.
+    Env(String),
+    /// `oauth2_token_command`: a `sh -c` command whose stdout is an OAuth2 access token
+    /// (SASL XOAUTH2); run at every connection.
+    TokenCommand(String),
+}
+
+impl SecretSource {
+    /// The configuration key this source is written with.
+    pub fn key(&self) -> &'static str {
+        match self {
+            SecretSource::Password(_) => "password",
+            SecretSource::File(_) => "password_file",
+            SecretSource::Env(_) => "password_env",
+            SecretSource::TokenCommand(_) => "oauth2_token_command",
+        }
+    }
+}
+
+/// The keys of an `[imap]` or `[smtp]` section as written, before the secret keys are merged
+/// into one [`SecretSource`]. Unknown keys are refused by the enclosing section.
+#[derive(Deserialize)]
+struct RawAuth {
+    username: Option<String>,
+    password: Option<Secret>,
+    password_file: Option<PathBuf>,
+    password_env: Option<String>,
+    oauth2_token_command: Option<String>,
+}
+
+impl TryFrom<RawAuth> for AuthConfig {
+    type Error = String;
+
+    fn try_from(raw: RawAuth) -> Result<Self, String> {
+        let sources: Vec<SecretSource> = [
+            raw.password.map(SecretSource::Password),
+            raw.password_file.map(SecretSource::File),
+            raw.password_env.map(SecretSource::Env),
+            raw.oauth2_token_command.map(SecretSource::TokenCommand),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if sources.len() > 1 {
+            let keys: Vec<&str> = sources.iter().map(SecretSource::key).collect();
+            let how_many = if keys.len() == 2 { "both" } else { "all" };
+            return Err(format!(
+                "{} are {how_many} set: keep one of password, password_file, password_env, \
+                 oauth2_token_command",
+                keys.join(" and ")
+            ));
+        }
+        Ok(AuthConfig {
+            username: raw.username,
+            secret: sources.into_iter().next(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -217,9 +278,9 @@ pub struct ImapConfig {
     pub processed_mailbox: Option<String>,
     #[serde(default = "default_true")]
     pub idle: bool,
-    #[serde(default = "default_poll_interval", with = "duration_text")]
+    #[serde(default = "default_poll_interval", with = "values::duration_text")]
     pub poll_interval: Duration,
-    #[serde(default = "default_max_message_size", with = "size_text")]
+    #[serde(default = "default_max_message_size", with = "values::size_text")]
     pub max_message_size: u64,
     /// Messages fetched and committed per transaction.
     #[serde(default = "default_batch_size")]
@@ -249,8 +310,8 @@ fn default_prefix() -> String {
 fn default_locale() -> String {
     "fr".into()
 }
-fn default_timezone() -> String {
-    "Europe/Paris".into()
+fn default_timezone() -> chrono_tz::Tz {
+    chrono_tz::Tz::Europe__Paris
 }
 fn default_database() -> PathBuf {
     "data/supportd.sqlite3".into()
@@ -260,9 +321,6 @@ fn default_rules_dir() -> PathBuf {
 }
 fn default_templates_dir() -> PathBuf {
     "templates".into()
-}
-fn default_robot_local_parts() -> String {
-    r"mailer-daemon|postmaster|abuse|root|noreply|no[-_.]?reply(?:[-_.+].*)?|do[-_.]?not[-_.]?reply(?:[-_.+].*)?|bounces?(?:[-_.+].*)?|notifications?".into()
 }
 fn default_max_ack_age() -> Duration {
     Duration::from_secs(7 * 86400)
@@ -299,11 +357,13 @@ impl Config {
     /// Reads and validates the file at `path`, resolving relative paths against its folder.
     ///
     /// # Errors
-    /// The file cannot be read, is not valid TOML, has an unknown key, or a value is out of range.
+    /// The file cannot be read, is not valid TOML, has an unknown key, or a value does not parse
+    /// (a duration or size too large, a time zone or regex that is not one, two secret sources
+    /// in one section) or is out of range. TOML errors give the line and column of the value.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let base = path
             .parent()
@@ -345,7 +405,7 @@ impl Config {
         .into_iter()
         .flatten()
         {
-            if let Some(p) = auth.password_file.as_mut() {
+            if let Some(SecretSource::File(p)) = auth.secret.as_mut() {
                 fix(p);
             }
         }
@@ -377,14 +437,6 @@ impl Config {
                 "support.ticket_prefix {prefix:?} must be letters and digits only"
             ));
         }
-        if self.support.timezone.parse::<chrono_tz::Tz>().is_err() {
-            return Err(format!(
-                "support.timezone {:?} is not an IANA time zone",
-                self.support.timezone
-            ));
-        }
-        regex::Regex::new(&self.guard.robot_local_parts)
-            .map_err(|e| format!("guard.robot_local_parts is not a valid regex: {e}"))?;
         if let Some(imap) = &self.imap {
             check_tls("imap", &imap.host, imap.tls)?;
             if imap.after == AfterIngest::Move && imap.processed_mailbox.is_none() {
@@ -441,81 +493,6 @@ fn looks_like_address(s: &str) -> bool {
     matches!(s.split_once('@'), Some((l, d)) if !l.is_empty() && d.contains('.') && !s.contains(char::is_whitespace))
 }
 
-/// Durations written as "30s", "5m", "1h" or a bare number of seconds.
-mod duration_text {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Secs(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Secs(s) => Ok(Duration::from_secs(s)),
-            Raw::Text(t) => super::parse_duration(&t).map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-/// Sizes written as "25MB", "512KB", "1GB" or a bare number of bytes.
-mod size_text {
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Bytes(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Bytes(b) => Ok(b),
-            Raw::Text(t) => super::parse_size(&t).map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-/// Parses "30s", "5m", "2h", "1d", "250ms" or plain seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}"))?;
-    let secs = |m: u64| Ok(Duration::from_secs(n * m));
-    match unit.trim() {
-        "" | "s" => secs(1),
-        "ms" => Ok(Duration::from_millis(n)),
-        "m" | "min" => secs(60),
-        "h" => secs(3600),
-        "d" => secs(86400),
-        other => Err(format!("invalid duration unit {other:?} in {text:?}")),
-    }
-}
-
-/// Parses "25MB", "512KB", "1GB" (decimal units; KiB/MiB/GiB binary) or plain bytes.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("invalid size {text:?}"))?;
-    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "KB" | "K" => 1000,
-        "MB" | "M" => 1000 * 1000,
-        "GB" | "G" => 1000 * 1000 * 1000,
-        "KIB" => 1024,
-        "MIB" => 1024 * 1024,
-        "GIB" => 1024 * 1024 * 1024,
-        other => return Err(format!("invalid size unit {other:?} in {text:?}")),
-    };
-    Ok(n * mult)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -561,18 +538,129 @@ mod tests {
     }
 
     #[test]
-    fn durations_and_sizes_read_as_people_write_them() {
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
-        assert!(parse_duration("soon").is_err());
-        assert_eq!(parse_size("25MB").unwrap(), 25_000_000);
-        assert_eq!(parse_size("1KiB").unwrap(), 1024);
+    fn two_secret_sources_are_refused_when_the_file_is_read_naming_both_keys() {
+        let text = format!(
+            "{MINIMAL}[imap]\nhost = \"127.0.0.1\"\nusername = \"u\"\n\
+             password = \"p\"\npassword_env = \"IMAP_PASSWORD\"\n"
+        );
+        let err = Config::from_toml(&text, Path::new(".")).unwrap_err();
+        assert!(err.contains("[imap]"), "{err}");
+        assert!(err.contains("password and password_env"), "{err}");
+        let text = format!(
+            "{MINIMAL}[smtp]\nhost = \"127.0.0.1\"\npassword_file = \"pw\"\n\
+             oauth2_token_command = \"get-token\"\n"
+        );
+        let err = Config::from_toml(&text, Path::new(".")).unwrap_err();
+        assert!(err.contains("[smtp]"), "{err}");
+        assert!(
+            err.contains("password_file and oauth2_token_command"),
+            "{err}"
+        );
     }
 
     #[test]
-    fn secrets_do_not_show_in_debug_output() {
-        let s = Secret::new("hunter2");
-        assert!(!format!("{s:?}").contains("hunter2"));
+    fn one_secret_source_becomes_the_secret_with_its_path_resolved() {
+        let text = format!(
+            "{MINIMAL}[imap]\nhost = \"127.0.0.1\"\nusername = \"u\"\npassword_file = \"pw\"\n\
+             [smtp]\nhost = \"127.0.0.1\"\n"
+        );
+        let c = Config::from_toml(&text, Path::new("/etc/supportd")).unwrap();
+        let imap = c.imap.unwrap();
+        assert_eq!(imap.auth.username.as_deref(), Some("u"));
+        match imap.auth.secret {
+            Some(SecretSource::File(p)) => assert_eq!(p, PathBuf::from("/etc/supportd/pw")),
+            other => panic!("{other:?}"),
+        }
+        assert!(c.smtp.unwrap().auth.secret.is_none());
+    }
+
+    #[test]
+    fn unknown_keys_beside_the_credentials_are_still_refused() {
+        let text = format!(
+            "{MINIMAL}[imap]\nhost = \"127.0.0.1\"\npassword = \"p\"\npasword_env = \"X\"\n"
+        );
+        let err = Config::from_toml(&text, Path::new(".")).unwrap_err();
+        assert!(err.contains("pasword_env"), "{err}");
+    }
+
+    #[test]
+    fn an_overflowing_duration_is_an_error_naming_the_key_not_a_panic() {
+        let text = format!(
+            "{MINIMAL}[imap]\nhost = \"127.0.0.1\"\npoll_interval = \"999999999999999999d\"\n"
+        );
+        let err = Config::from_toml(&text, Path::new(".")).unwrap_err();
+        assert!(err.contains("poll_interval"), "{err}");
+        assert!(err.contains("too long"), "{err}");
+        let text = format!("{MINIMAL}[guard]\nmax_ack_age = \"9999999999999999h\"\n");
+        let err = Config::from_toml(&text, Path::new(".")).unwrap_err();
+        assert!(err.contains("max_ack_age"), "{err}");
+        assert!(err.contains("too long"), "{err}");
+        assert!(parse_duration("18446744073709551615s").is_ok());
+        assert!(parse_duration("18446744073709551615m").is_err());
+    }
+
+    #[test]
+    fn a_negative_duration_is_an_error_naming_the_key() {
+        let text = format!("{MINIMAL}[guard]\nmax_ack_age = -5\n");
+        let err = Config::from_toml(&text, Path::new(".")).unwrap_err();
+        assert!(err.contains("max_ack_age"), "{err}");
+        assert!(err.contains("expected a duration"), "{err}");
+    }
+
+    #[test]
+    fn an_overflowing_size_is_an_error_naming_the_key_not_a_panic() {
+        let text = format!(
+            "{MINIMAL}[imap]\nhost = \"127.0.0.1\"\nmax_message_size = \"99999999999GB\"\n"
+        );
+        let err = Config::from_toml(&text, Path::new(".")).unwrap_err();
+        assert!(err.contains("max_message_size"), "{err}");
+        assert!(err.contains("too large"), "{err}");
+        assert!(parse_size("18446744073709551615").is_ok());
+        assert!(parse_size("18446744073709551615KiB").is_err());
+    }
+
+    #[test]
+    fn a_bad_timezone_is_an_error_naming_the_key() {
+        let text = "[support]\naddress = \"s@example.test\"\ntimezone = \"Mars/Olympus\"\n";
+        let err = Config::from_toml(text, Path::new(".")).unwrap_err();
+        assert!(err.contains("support.timezone"), "{err}");
+        assert!(err.contains("Mars/Olympus"), "{err}");
+        let text = "[support]\naddress = \"s@example.test\"\ntimezone = \"America/Montreal\"\n";
+        let c = Config::from_toml(text, Path::new(".")).unwrap();
+        assert_eq!(c.support.timezone, chrono_tz::Tz::America__Montreal);
+        let c = Config::from_toml(MINIMAL, Path::new(".")).unwrap();
+        assert_eq!(c.support.timezone, chrono_tz::Tz::Europe__Paris);
+    }
+
+    #[test]
+    fn the_robot_pattern_is_compiled_anchored_and_checked_as_written() {
+        let text = format!("{MINIMAL}[guard]\nrobot_local_parts = \"bot|daemon\"\n");
+        let c = Config::from_toml(&text, Path::new(".")).unwrap();
+        let re = c.guard.robot_local_parts.regex();
+        assert!(re.is_match("BOT"));
+        assert!(!re.is_match("robot"));
+        let text = format!("{MINIMAL}[guard]\nrobot_local_parts = \"(\"\n");
+        let err = Config::from_toml(&text, Path::new(".")).unwrap_err();
+        assert!(err.contains("guard.robot_local_parts"), "{err}");
+        // Valid only once wrapped in `^(?:...)$`, where it would match every local part.
+        let text = format!("{MINIMAL}[guard]\nrobot_local_parts = \"x)|(.*\"\n");
+        assert!(Config::from_toml(&text, Path::new(".")).is_err());
+        let default = LocalPartPattern::default();
+        assert!(default.regex().is_match("No-Reply"));
+        assert!(!default.regex().is_match("julie"));
+    }
+
+    #[test]
+    fn an_unreadable_file_names_its_cause_once_in_the_chain() {
+        let err = Config::load(Path::new("/nonexistent/supportd.toml")).unwrap_err();
+        let cause = std::fs::read("/nonexistent/supportd.toml")
+            .unwrap_err()
+            .to_string();
+        let chain = format!(
+            "{:#}",
+            anyhow::Error::new(err).context("loading the config")
+        );
+        assert_eq!(chain.matches(&cause).count(), 1, "{chain}");
+        assert!(chain.contains("/nonexistent/supportd.toml"), "{chain}");
     }
 }

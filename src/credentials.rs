@@ -6,8 +6,13 @@
 
 use std::process::Command;
 
-use crate::config::{AuthConfig, Secret};
+use crate::config::{AuthConfig, Secret, SecretSource};
 
+/// Why no credentials could be had. Two secret sources cannot happen here: the configuration
+/// refuses them when it is read.
+///
+/// Each message carries its cause and no variant returns it again from `source()`, so a
+/// `{:#}` chain names it once.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
     #[error("no username configured")]
@@ -16,13 +21,8 @@ pub enum CredentialError {
         "no credentials configured: set one of password, password_file, password_env, oauth2_token_command"
     )]
     NoSecret,
-    #[error("set only one of password, password_file, password_env, oauth2_token_command")]
-    Ambiguous,
-    #[error("cannot read password_file {path}: {source}")]
-    File {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot read password_file {path}: {error}")]
+    File { path: String, error: std::io::Error },
     #[error("environment variable {0} (password_env) is not set")]
     Env(String),
     #[error("oauth2_token_command failed: {0}")]
@@ -41,54 +41,37 @@ impl Credentials {
     /// rotated password or a refreshed token is picked up on reconnect).
     ///
     /// # Errors
-    /// No or several secret sources, or the source cannot be read.
+    /// No username or no secret configured, or the secret's source cannot be read.
     pub fn resolve(auth: &AuthConfig) -> Result<Credentials, CredentialError> {
         let username = auth.username.clone().ok_or(CredentialError::NoUsername)?;
-        let sources = [
-            auth.password.is_some(),
-            auth.password_file.is_some(),
-            auth.password_env.is_some(),
-            auth.oauth2_token_command.is_some(),
-        ]
-        .iter()
-        .filter(|s| **s)
-        .count();
-        match sources {
-            0 => return Err(CredentialError::NoSecret),
-            1 => {}
-            _ => return Err(CredentialError::Ambiguous),
-        }
-        if let Some(p) = &auth.password {
-            return Ok(Credentials::Password {
+        match auth.secret.as_ref().ok_or(CredentialError::NoSecret)? {
+            SecretSource::Password(password) => Ok(Credentials::Password {
                 username,
-                password: p.clone(),
-            });
-        }
-        if let Some(path) = &auth.password_file {
-            let text = std::fs::read_to_string(path).map_err(|source| CredentialError::File {
-                path: path.display().to_string(),
-                source,
-            })?;
-            return Ok(Credentials::Password {
+                password: password.clone(),
+            }),
+            SecretSource::File(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|error| CredentialError::File {
+                        path: path.display().to_string(),
+                        error,
+                    })?;
+                Ok(Credentials::Password {
+                    username,
+                    password: Secret::new(text.trim_end_matches(['\r', '\n'])),
+                })
+            }
+            SecretSource::Env(var) => {
+                let value = std::env::var(var).map_err(|_| CredentialError::Env(var.clone()))?;
+                Ok(Credentials::Password {
+                    username,
+                    password: Secret::new(value),
+                })
+            }
+            SecretSource::TokenCommand(command) => Ok(Credentials::OAuth2 {
                 username,
-                password: Secret::new(text.trim_end_matches(['\r', '\n'])),
-            });
+                token: run_token_command(command)?,
+            }),
         }
-        if let Some(var) = &auth.password_env {
-            let value = std::env::var(var).map_err(|_| CredentialError::Env(var.clone()))?;
-            return Ok(Credentials::Password {
-                username,
-                password: Secret::new(value),
-            });
-        }
-        let command = auth
-            .oauth2_token_command
-            .as_deref()
-            .ok_or(CredentialError::NoSecret)?;
-        Ok(Credentials::OAuth2 {
-            username,
-            token: run_token_command(command)?,
-        })
     }
 
     pub fn username(&self) -> &str {
@@ -143,6 +126,8 @@ mod tests {
         }
     }
 
+    // Two sources at once are refused when the configuration is read: see
+    // config::tests::two_secret_sources_are_refused_when_the_file_is_read_naming_both_keys.
     #[test]
     fn exactly_one_secret_source_is_required() {
         assert!(matches!(
@@ -150,11 +135,12 @@ mod tests {
             Err(CredentialError::NoSecret)
         ));
         let mut a = auth();
-        a.password = Some(Secret::new("x"));
-        a.password_env = Some("X".into());
+        a.secret = Some(SecretSource::Password(Secret::new("x")));
+        assert!(Credentials::resolve(&a).is_ok());
+        a.username = None;
         assert!(matches!(
             Credentials::resolve(&a),
-            Err(CredentialError::Ambiguous)
+            Err(CredentialError::NoUsername)
         ));
     }
 
@@ -164,7 +150,7 @@ mod tests {
         let f = dir.path().join("pw");
         std::fs::write(&f, "secret\n").unwrap();
         let mut a = auth();
-        a.password_file = Some(f);
+        a.secret = Some(SecretSource::File(f));
         match Credentials::resolve(&a).unwrap() {
             Credentials::Password { password, .. } => assert_eq!(password.expose(), "secret"),
             other => panic!("{other:?}"),
@@ -172,15 +158,28 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_password_file_names_its_cause_once_in_the_chain() {
+        let mut a = auth();
+        a.secret = Some(SecretSource::File("/nonexistent/pw".into()));
+        let err = Credentials::resolve(&a).unwrap_err();
+        let cause = std::fs::read("/nonexistent/pw").unwrap_err().to_string();
+        // As the daemon reports it: the IMAP error around it, the task's context on top.
+        let imap = crate::mailbox::imap::ImapError::from(err);
+        let chain = format!("{:#}", anyhow::Error::new(imap).context("IMAP intake"));
+        assert_eq!(chain.matches(&cause).count(), 1, "{chain}");
+        assert!(chain.contains("/nonexistent/pw"), "{chain}");
+    }
+
+    #[test]
     fn token_command_output_becomes_an_xoauth2_response() {
         let mut a = auth();
-        a.oauth2_token_command = Some("echo tok123".into());
+        a.secret = Some(SecretSource::TokenCommand("echo tok123".into()));
         let c = Credentials::resolve(&a).unwrap();
         assert_eq!(
             c.xoauth2().unwrap(),
             "user=support@example.test\x01auth=Bearer tok123\x01\x01"
         );
-        a.oauth2_token_command = Some("exit 3".into());
+        a.secret = Some(SecretSource::TokenCommand("exit 3".into()));
         assert!(matches!(
             Credentials::resolve(&a),
             Err(CredentialError::TokenCommand(_))

@@ -1,5 +1,6 @@
 //! The `supportd` command: parses the command line, sets up logging and calls the library.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -29,7 +30,8 @@ fn main() -> ExitCode {
     match cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("supportd: {e:#}");
+            // Not eprintln!, which panics when standard error is a closed pipe.
+            let _ = writeln!(std::io::stderr(), "supportd: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -79,9 +79,8 @@ impl Pipeline {
         let guard = GuardPolicy::new(
             own_addresses.clone(),
             config.support_domain(),
-            &config.guard.robot_local_parts,
-        )
-        .context("guard.robot_local_parts")?;
+            config.guard.robot_local_parts.regex().clone(),
+        );
         let support_address = config.support.address.to_ascii_lowercase();
         Ok(Pipeline {
             threading: Threading::from_config(config),
@@ -89,7 +88,7 @@ impl Pipeline {
             team_address: config.support.team_address.clone(),
             own_addresses,
             default_locale: config.support.default_locale.clone(),
-            identity: Identity::from_config(config)?,
+            identity: Identity::from_config(config),
             support_address: support_address.clone(),
             signer: MessageIdSigner::new(&key, config.support_domain()),
             rules_dir: config.rules.dir.clone(),

@@ -56,10 +56,10 @@ const MAX_EXCERPT_CHARS: usize = 20_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplyError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("template {}: {reason}", path.display())]
     Template { path: PathBuf, reason: String },
@@ -99,20 +99,12 @@ pub struct Identity {
 
 impl Identity {
     /// Our address, name and zone as `[support]` sets them.
-    ///
-    /// # Errors
-    /// `support.timezone` is not an IANA zone name.
-    pub fn from_config(config: &crate::config::Config) -> anyhow::Result<Identity> {
-        let timezone = config
-            .support
-            .timezone
-            .parse()
-            .map_err(|e| anyhow::anyhow!("support.timezone: {e}"))?;
-        Ok(Identity {
+    pub fn from_config(config: &crate::config::Config) -> Identity {
+        Identity {
             address: config.support.address.clone(),
             name: config.support.name.clone(),
-            timezone,
-        })
+            timezone: config.support.timezone,
+        }
     }
 }
 
@@ -211,7 +203,7 @@ impl Templates {
     pub fn load(dir: &Path) -> Result<Templates, ReplyError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
-            move |source| ReplyError::Io { path, source }
+            move |error| ReplyError::Io { path, error }
         };
         let mut locales = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io(dir))? {

@@ -11,7 +11,7 @@ mod ack;
 
 use std::sync::LazyLock;
 
-use regex::{Regex, RegexBuilder};
+use regex::Regex;
 
 use crate::parse::ParsedMessage;
 
@@ -27,8 +27,9 @@ pub struct GuardPolicy {
     pub own_addresses: Vec<String>,
     /// Domain of the support address: our own Message-IDs look like `sd.<...>@<own_domain>`.
     pub own_domain: String,
-    /// Regex (whole local part, case-insensitive) of machine senders; from config
-    /// guard.robot_local_parts.
+    /// Regex of machine senders' local parts, matched as given; from config
+    /// guard.robot_local_parts, which [`LocalPartPattern`](crate::config::LocalPartPattern)
+    /// compiles anchored and case-insensitive.
     pub robot_local_parts: Regex,
     /// Value of our loop header `X-Supportd-Loop` (the support address); mail carrying it is
     /// our own coming back.
@@ -36,29 +37,19 @@ pub struct GuardPolicy {
 }
 
 impl GuardPolicy {
-    /// Builds the policy; `robot_local_parts` is anchored (`^(?:...)$`) and case-insensitive.
-    /// The loop header value is the first own address.
-    ///
-    /// # Errors
-    /// `robot_local_parts` is not a valid regex.
-    pub fn new(
-        own_addresses: Vec<String>,
-        own_domain: &str,
-        robot_local_parts: &str,
-    ) -> Result<Self, regex::Error> {
-        let robot_local_parts = RegexBuilder::new(&format!("^(?:{robot_local_parts})$"))
-            .case_insensitive(true)
-            .build()?;
+    /// Builds the policy around the already compiled `robot_local_parts`. The loop header value
+    /// is the first own address.
+    pub fn new(own_addresses: Vec<String>, own_domain: &str, robot_local_parts: Regex) -> Self {
         let own_addresses: Vec<String> = own_addresses
             .into_iter()
             .map(|a| a.trim().to_ascii_lowercase())
             .collect();
-        Ok(Self {
+        Self {
             loop_header_value: own_addresses.first().cloned().unwrap_or_default(),
             own_addresses,
             own_domain: own_domain.trim().to_ascii_lowercase(),
             robot_local_parts,
-        })
+        }
     }
 }
 

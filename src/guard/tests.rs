@@ -1,13 +1,18 @@
 use super::*;
+use crate::config::LocalPartPattern;
 use crate::parse::parse;
 
 fn policy() -> GuardPolicy {
     GuardPolicy::new(
         vec!["support@example.test".into(), "help@example.test".into()],
         "example.test",
-        r"mailer-daemon|postmaster|noreply|no[-_.]?reply(?:[-_.+].*)?|notifications?",
+        LocalPartPattern::parse(
+            r"mailer-daemon|postmaster|noreply|no[-_.]?reply(?:[-_.+].*)?|notifications?",
+        )
+        .unwrap()
+        .regex()
+        .clone(),
     )
-    .unwrap()
 }
 
 fn mail(headers: &str, body: &str) -> ParsedMessage {
@@ -357,12 +362,17 @@ fn challenge_response_systems_are_recognised() {
 
 #[test]
 fn the_policy_anchors_the_robot_regex_and_rejects_invalid_ones() {
-    let p = GuardPolicy::new(vec!["Support@Example.test".into()], "Example.test", "bot").unwrap();
+    let bot = LocalPartPattern::parse("bot").unwrap();
+    let p = GuardPolicy::new(
+        vec!["Support@Example.test".into()],
+        "Example.test",
+        bot.regex().clone(),
+    );
     assert!(p.robot_local_parts.is_match("BOT"));
     assert!(!p.robot_local_parts.is_match("robot"));
     assert_eq!(p.loop_header_value, "support@example.test");
     assert_eq!(p.own_domain, "example.test");
-    assert!(GuardPolicy::new(vec![], "x", "(").is_err());
+    assert!(LocalPartPattern::parse("(").is_err());
 }
 
 mod property {

@@ -11,11 +11,8 @@ use crate::pipeline::Incoming;
 /// Why an input could not become a message.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    #[error("{path}: cannot read: {source}")]
-    Unreadable {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{path}: cannot read: {error}")]
+    Unreadable { path: String, error: std::io::Error },
     #[error("{path}: empty input, nothing to store")]
     Empty { path: String },
 }
@@ -39,9 +36,9 @@ pub fn collect(inputs: &[String]) -> (Vec<Incoming>, Vec<InputError>) {
             let mut raw = Vec::new();
             match std::io::stdin().lock().read_to_end(&mut raw) {
                 Ok(_) => push(&mut found, &mut errors, raw, "stdin".into()),
-                Err(source) => errors.push(InputError::Unreadable {
+                Err(error) => errors.push(InputError::Unreadable {
                     path: "stdin".into(),
-                    source,
+                    error,
                 }),
             }
             continue;
@@ -53,13 +50,13 @@ pub fn collect(inputs: &[String]) -> (Vec<Incoming>, Vec<InputError>) {
                     let name = file.display().to_string();
                     match std::fs::read(&file) {
                         Ok(raw) => push(&mut found, &mut errors, raw, name),
-                        Err(source) => errors.push(InputError::Unreadable { path: name, source }),
+                        Err(error) => errors.push(InputError::Unreadable { path: name, error }),
                     }
                 }
             }
-            Err(source) => errors.push(InputError::Unreadable {
+            Err(error) => errors.push(InputError::Unreadable {
                 path: input.clone(),
-                source,
+                error,
             }),
         }
     }

@@ -60,15 +60,15 @@ pub use types::{
 
 /// Errors at the storage boundary. `Busy` is temporary: callers such as the MTA pipe map it to
 /// EX_TEMPFAIL so the message is retried rather than lost.
+///
+/// Each message carries its cause and no variant returns it again from `source()`, so a
+/// `{:#}` chain names it once.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database is busy or locked: {0}")]
     Busy(rusqlite::Error),
-    #[error("cannot create the database folder {path}: {source}")]
-    Folder {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot create the database folder {path}: {error}")]
+    Folder { path: String, error: std::io::Error },
     #[error("database error: {0}")]
     Sqlite(rusqlite::Error),
     #[error("cannot start the WAL checkpoint thread: {0}")]
@@ -162,9 +162,9 @@ impl Store {
     /// The folder cannot be created, the file is not a database, or a migration fails.
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
+            std::fs::create_dir_all(dir).map_err(|error| StoreError::Folder {
                 path: dir.display().to_string(),
-                source,
+                error,
             })?;
         }
         let conn = Connection::open(path)?;

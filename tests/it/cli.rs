@@ -404,3 +404,108 @@ fn quarantined_messages_are_listed_and_can_be_run_again_once_the_cause_is_gone()
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("9999 is not quarantined"));
 }
+
+/// Reads the first line of `child`'s output, then closes the pipe as `head -1` does.
+fn first_line_then_close(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("first line");
+    line
+}
+
+#[test]
+fn a_reader_that_closes_early_ends_every_command_quietly_with_exit_0() {
+    let app = App::new();
+    // A long message: `tickets show` prints more than a pipe holds (64 KiB), so the command is
+    // still writing when the reader goes away, whatever the timing.
+    let mut raw = String::from(
+        "From: julie@boulangerie-martin.fr\r\nTo: support@example.test\r\nSubject: Widget\r\nMessage-ID: <long@bm.fr>\r\n\r\n",
+    );
+    for i in 0..4000 {
+        raw.push_str(&format!(
+            "Ligne {i} : le widget ne s'affiche plus sur notre site.\r\n"
+        ));
+    }
+    let m = app.ingest_one(&app.write("long.eml", raw.as_bytes()));
+    let ticket = m["ticket"].as_str().expect("a ticket").to_string();
+    for args in [
+        vec!["tickets", "show", ticket.as_str()],
+        vec!["tickets", "show", ticket.as_str(), "--json"],
+        vec!["tickets", "list"],
+        vec!["outbox", "show", "1", "--raw"],
+        vec!["stats"],
+        vec!["status"],
+    ] {
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&app.config)
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn supportd");
+        let line = first_line_then_close(&mut child);
+        assert!(!line.is_empty(), "{args:?}: no output");
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn run_refuses_two_secret_sources_at_start_naming_both_keys() {
+    // Port 1 refuses connections: the daemon would retry it forever, so an exit at all means
+    // the file was refused before any connection.
+    let app = App::new();
+    let config = std::fs::read_to_string(&app.config).expect("config")
+        + "[imap]\nhost = \"127.0.0.1\"\nport = 1\ntls = \"none\"\nusername = \"support\"\n\
+           password = \"secret\"\npassword_env = \"SUPPORTD_IMAP_PASSWORD\"\n";
+    std::fs::write(&app.config, config).expect("config");
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&app.config)
+        .arg("run")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn supportd");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().expect("try_wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().expect("kill");
+            panic!("supportd run accepted a file with two secrets and kept running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("password and password_env"), "{err}");
+    assert!(!err.contains("IMAP intake"), "it tried to connect: {err}");
+}
+
+#[test]
+fn a_missing_config_file_names_its_cause_once() {
+    let out = Command::new(BIN)
+        .args(["--config", "/nonexistent/supportd.toml", "stats"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let cause = std::fs::read("/nonexistent/supportd.toml")
+        .expect_err("missing")
+        .to_string();
+    assert_eq!(err.matches(&cause).count(), 1, "{err}");
+}

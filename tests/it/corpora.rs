@@ -42,9 +42,8 @@ fn policy() -> GuardPolicy {
     GuardPolicy::new(
         vec!["support@example.test".into()],
         "example.test",
-        &GuardConfig::default().robot_local_parts,
+        GuardConfig::default().robot_local_parts.regex().clone(),
     )
-    .unwrap()
 }
 
 /// Every message file under `dir`, recursively, sorted; metadata files left out.

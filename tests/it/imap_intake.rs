@@ -494,7 +494,9 @@ async fn a_wrong_password_is_an_authentication_error() {
     let env = Env::new("auth");
     let wrong = "not-the-password-4711";
     let mut config = env.imap("");
-    config.auth.password = Some(supportd::config::Secret::new(wrong));
+    config.auth.secret = Some(supportd::config::SecretSource::Password(
+        supportd::config::Secret::new(wrong),
+    ));
     let err = imap::connect(&config).await.expect_err("refused");
     assert!(err.is_auth(), "{err}");
     assert!(matches!(err, ImapError::Auth { .. }), "{err}");
@@ -522,11 +524,10 @@ async fn a_refused_oauth2_token_is_fetched_again_once() {
     let env = Env::new("oauth");
     let counter = env.dir.path().join("token-runs");
     let mut config = env.imap("");
-    config.auth.password = None;
-    config.auth.oauth2_token_command = Some(format!(
+    config.auth.secret = Some(supportd::config::SecretSource::TokenCommand(format!(
         "echo run >> '{}'; echo token-$$",
         counter.display()
-    ));
+    )));
     // The test Dovecot offers no XOAUTH2, so every token is refused: exactly what an expired one
     // looks like to the client.
     let err = imap::connect(&config).await.expect_err("refused");
@@ -655,7 +656,7 @@ async fn mail_the_server_received_long_ago_is_stored_but_not_acknowledged() {
         .iter()
         .filter(|o| {
             let reason = o.last_error.as_deref().unwrap_or_default();
-            o.kind == "ack"
+            o.kind == store::OutboxKind::Ack
                 && reason.starts_with("received ")
                 && reason.ends_with(" days ago, over guard.max_ack_age")
         })

@@ -140,7 +140,7 @@ impl Intake {
         match timed("CREATE", COMMAND_TIMEOUT, session.create(target)).await {
             Ok(()) => tracing::info!(mailbox = %target, "created the processed mailbox"),
             Err(ImapError::Protocol {
-                source: async_imap::error::Error::No(reason),
+                error: async_imap::error::Error::No(reason),
                 ..
             }) => tracing::debug!(mailbox = %target, "CREATE: {reason}"),
             Err(e) => return Err(e),

@@ -26,18 +26,17 @@ pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_mins(2);
 const FETCH_BYTES_PER_SECOND: u64 = 256 * 1024;
 
 /// Everything that can go wrong talking to the IMAP server or recording what came from it.
+///
+/// Each message carries its cause (it is stored as text for `supportd status`) and no variant
+/// returns it again from `source()`, so a `{:#}` chain names it once.
 #[derive(Debug, thiserror::Error)]
 pub enum ImapError {
-    #[error("cannot connect to IMAP server {address}: {source}")]
-    Connect {
-        address: String,
-        #[source]
-        source: io::Error,
-    },
+    #[error("cannot connect to IMAP server {address}: {error}")]
+    Connect { address: String, error: io::Error },
     #[error("TLS with IMAP server {host} failed: {reason}")]
     Tls { host: String, reason: String },
     #[error("TLS configuration: {0}")]
-    TlsConfig(#[from] TlsError),
+    TlsConfig(TlsError),
     /// The server refused the credentials. Never retried quickly.
     #[error("IMAP authentication failed for {username} at {host}: {reason}")]
     Auth {
@@ -45,11 +44,10 @@ pub enum ImapError {
         host: String,
         reason: String,
     },
-    #[error("IMAP {during} failed: {source}")]
+    #[error("IMAP {during} failed: {error}")]
     Protocol {
         during: String,
-        #[source]
-        source: async_imap::error::Error,
+        error: async_imap::error::Error,
     },
     /// The server answered something we cannot work with.
     #[error("IMAP server: {0}")]
@@ -57,9 +55,9 @@ pub enum ImapError {
     #[error("IMAP {during} timed out after {after:?}")]
     Timeout { during: String, after: Duration },
     #[error("IMAP credentials: {0}")]
-    Credentials(#[from] CredentialError),
+    Credentials(CredentialError),
     #[error("recording IMAP intake: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
     #[error("IMAP intake internal error: {0}")]
     Internal(String),
 }
@@ -72,11 +70,29 @@ impl ImapError {
         matches!(self, ImapError::Auth { .. } | ImapError::Credentials(_))
     }
 
-    pub(super) fn protocol(during: impl Into<String>, source: async_imap::error::Error) -> Self {
+    pub(super) fn protocol(during: impl Into<String>, error: async_imap::error::Error) -> Self {
         ImapError::Protocol {
             during: during.into(),
-            source,
+            error,
         }
+    }
+}
+
+impl From<TlsError> for ImapError {
+    fn from(e: TlsError) -> Self {
+        ImapError::TlsConfig(e)
+    }
+}
+
+impl From<CredentialError> for ImapError {
+    fn from(e: CredentialError) -> Self {
+        ImapError::Credentials(e)
+    }
+}
+
+impl From<StoreError> for ImapError {
+    fn from(e: StoreError) -> Self {
+        ImapError::Store(e)
     }
 }
 
@@ -122,7 +138,7 @@ pub(super) async fn connect_with_capabilities(
     let address = format!("{host}:{port}");
     let tcp = match net::connect(host, port, CONNECT_TIMEOUT).await {
         Ok(tcp) => tcp,
-        Err(ConnectError::Io(source)) => return Err(ImapError::Connect { address, source }),
+        Err(ConnectError::Io(error)) => return Err(ImapError::Connect { address, error }),
         Err(ConnectError::Timeout) => {
             return Err(ImapError::Timeout {
                 during: format!("connect to {address}"),
@@ -213,10 +229,10 @@ async fn read_greeting(client: &mut Client, address: &str) -> Result<(), ImapErr
                 "{address} closed the connection before its greeting"
             )));
         }
-        Ok(Err(source)) => {
+        Ok(Err(error)) => {
             return Err(ImapError::Connect {
                 address: address.to_string(),
-                source,
+                error,
             });
         }
         Err(_) => {
@@ -375,14 +391,14 @@ pub async fn append(config: &ImapConfig, mailbox: &str, raw: &[u8]) -> Result<()
         // A server answers NO [TRYCREATE] instead of the literal's continuation when the mailbox
         // is missing; async-imap reports that as a bare `Append` error, without the code.
         Err(ImapError::Protocol {
-            source: async_imap::error::Error::Append | async_imap::error::Error::No(_),
+            error: async_imap::error::Error::Append | async_imap::error::Error::No(_),
             ..
         }) => {
             match timed("CREATE", COMMAND_TIMEOUT, session.create(mailbox)).await {
                 Ok(()) => tracing::info!(%mailbox, "created IMAP mailbox for APPEND"),
                 // Exists already: the APPEND failed for another reason, which the retry reports.
                 Err(ImapError::Protocol {
-                    source: async_imap::error::Error::No(_),
+                    error: async_imap::error::Error::No(_),
                     ..
                 }) => {}
                 Err(e) => return Err(e),

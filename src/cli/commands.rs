@@ -1,0 +1,322 @@
+//! One function per subcommand. Each gathers what to show or does the work, hands the result to
+//! `print`, and returns the process exit code.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::args::{OutboxCommand, QuarantineCommand, TicketsCommand};
+use super::print::{self, Out, problem};
+use super::{EX_DATAERR, EX_NOINPUT, EX_TEMPFAIL};
+use crate::classify::Classifier;
+use crate::config::Config;
+use crate::mailbox::files::{self, InputError};
+use crate::pipeline::{Incoming, Pipeline};
+use crate::store::{self, Store, StoreError};
+
+/// Messages per transaction when ingesting files.
+const FILE_BATCH: usize = 500;
+
+fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Store::open(&config.storage.database)
+        .with_context(|| format!("opening {}", config.storage.database.display()))
+}
+
+pub fn ingest(
+    config_path: &Path,
+    inputs: &[String],
+    json: bool,
+    out: &mut Out,
+) -> anyhow::Result<ExitCode> {
+    // Anything that fails before a message is stored is temporary from the MTA's point of view:
+    // it keeps the mail and retries, where a permanent code would bounce it to the customer.
+    let prepared = (|| {
+        let config = load_config(config_path)?;
+        let mut store = open_store(&config)?;
+        let pipeline = Pipeline::new(&config, &mut store)?;
+        anyhow::Ok((store, pipeline))
+    })();
+    let (mut store, pipeline) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            problem(format_args!("nothing stored: {e:#}"));
+            return Ok(ExitCode::from(EX_TEMPFAIL));
+        }
+    };
+    let (messages, input_errors) = files::collect(inputs);
+    let mut outcomes = Vec::new();
+    let mut temp_failure = None;
+    if messages.len() > FILE_BATCH {
+        // A bulk import: checkpoints off the writer, as in the daemon.
+        if let Err(e) = store.checkpoint_in_background() {
+            tracing::warn!("WAL checkpoints stay on the writer: {e}");
+        }
+    }
+    let mut pending = messages.into_iter();
+    // Each batch's analysis starts while the one before it commits.
+    let take = |pending: &mut std::vec::IntoIter<Incoming>| {
+        let batch: Vec<_> = pending.by_ref().take(FILE_BATCH).collect();
+        let sources: Vec<String> = batch.iter().map(|m| m.source.clone()).collect();
+        (!batch.is_empty()).then(|| (sources, pipeline.prepare(batch)))
+    };
+    let mut next = take(&mut pending);
+    while let Some((sources, current)) = next.take() {
+        let result = pipeline.ingest_prepared(&mut store, current, |_| {
+            next = take(&mut pending);
+            Ok(())
+        });
+        match result {
+            Ok(o) => outcomes.extend(o),
+            Err(e) => {
+                for s in &sources {
+                    problem(format_args!("{s}: not stored: {e}"));
+                }
+                temp_failure = Some(e);
+            }
+        }
+        if next.is_none() {
+            next = take(&mut pending);
+        }
+    }
+    if json {
+        print::json(
+            out,
+            &serde_json::json!({
+                "messages": outcomes,
+                "errors": input_errors.iter().map(|e| serde_json::json!({"input": e.path(), "error": e.to_string()})).collect::<Vec<_>>(),
+            }),
+        )?;
+    } else {
+        print::outcomes(out, &outcomes)?;
+    }
+    for e in &input_errors {
+        problem(e);
+    }
+    let code = if let Some(e) = temp_failure {
+        if matches!(e, StoreError::Busy(_)) || e.is_temporary() {
+            EX_TEMPFAIL
+        } else {
+            1
+        }
+    } else if input_errors
+        .iter()
+        .any(|e| matches!(e, InputError::Unreadable { .. }))
+    {
+        EX_NOINPUT
+    } else if !input_errors.is_empty() {
+        EX_DATAERR
+    } else {
+        0
+    };
+    Ok(ExitCode::from(code))
+}
+
+pub fn quarantine(
+    config_path: &Path,
+    command: QuarantineCommand,
+    out: &mut Out,
+) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let mut store = open_store(&config)?;
+    match command {
+        QuarantineCommand::List { json } => {
+            let items = store::quarantine_list(store.conn())?;
+            if json {
+                print::json(out, &items)?;
+            } else {
+                print::quarantined(out, &items)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        QuarantineCommand::Retry { ids, all, json } => {
+            let held: Vec<i64> = store::quarantine_list(store.conn())?
+                .iter()
+                .map(|q| q.id)
+                .collect();
+            let wanted: Vec<i64> = if all { held.clone() } else { ids };
+            let mut code = ExitCode::SUCCESS;
+            for id in wanted.iter().filter(|id| !held.contains(id)) {
+                problem(format_args!("message {id} is not quarantined"));
+                code = ExitCode::from(1);
+            }
+            let wanted: Vec<i64> = wanted.into_iter().filter(|id| held.contains(id)).collect();
+            let pipeline = Pipeline::new(&config, &mut store)?;
+            let mut outcomes = Vec::new();
+            for chunk in wanted.chunks(FILE_BATCH) {
+                outcomes.extend(
+                    pipeline
+                        .retry_quarantined(&mut store, chunk)
+                        .context("retrying quarantined messages")?,
+                );
+            }
+            if json {
+                print::json(out, &serde_json::json!({ "messages": outcomes }))?;
+            } else {
+                print::outcomes(out, &outcomes)?;
+            }
+            Ok(code)
+        }
+    }
+}
+
+pub fn classify(
+    config_path: &Path,
+    file: &Path,
+    explain: bool,
+    json: bool,
+    out: &mut Out,
+) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let classifier = Classifier::load_dir(&config.rules.dir)
+        .with_context(|| format!("loading rules from {}", config.rules.dir.display()))?;
+    let raw = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let msg = crate::parse::parse(&raw);
+    let result = classifier.classify_message(&msg, &config.support.address);
+    if json {
+        print::json(out, &result)?;
+    } else {
+        print::classification(out, &result, explain)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn rules_check(
+    config_path: &Path,
+    dir: Option<PathBuf>,
+    out: &mut Out,
+) -> anyhow::Result<ExitCode> {
+    let dir = match dir {
+        Some(d) => d,
+        None => load_config(config_path)?.rules.dir,
+    };
+    let problems = Classifier::check_dir(&dir);
+    if problems.is_empty() {
+        let classifier = Classifier::load_dir(&dir)?;
+        writeln!(
+            out,
+            "{}: {} categories, all valid",
+            dir.display(),
+            classifier.categories().len()
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    print::lint(&problems);
+    Ok(ExitCode::FAILURE)
+}
+
+pub fn tickets(
+    config_path: &Path,
+    command: TicketsCommand,
+    out: &mut Out,
+) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let store = open_store(&config)?;
+    match command {
+        TicketsCommand::List {
+            status,
+            category,
+            json,
+        } => {
+            let list = store::list_tickets(store.conn(), status.as_deref(), category.as_deref())?;
+            if json {
+                print::json(out, &list)?;
+            } else {
+                print::tickets(out, &list)?;
+            }
+        }
+        TicketsCommand::Show { ticket, json } => {
+            let Some(t) = store::ticket_by_ref(store.conn(), &ticket)? else {
+                problem(format_args!("no ticket {ticket}"));
+                return Ok(ExitCode::FAILURE);
+            };
+            let messages = store::ticket_messages(store.conn(), t.id)?;
+            if json {
+                let mut value = serde_json::to_value(&t)?;
+                value["messages"] = serde_json::to_value(&messages)?;
+                print::json(out, &value)?;
+            } else {
+                print::ticket(out, &t, &messages)?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn outbox(
+    config_path: &Path,
+    command: OutboxCommand,
+    out: &mut Out,
+) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let store = open_store(&config)?;
+    match command {
+        OutboxCommand::List { status, json } => {
+            let list = store::list_outbox(store.conn(), status.as_deref())?;
+            if json {
+                print::json(out, &list)?;
+            } else {
+                print::outbox(out, &list)?;
+            }
+        }
+        OutboxCommand::Show { id, raw } => {
+            let Some(bytes) = store::outbox_raw(store.conn(), id)? else {
+                problem(format_args!("no outbox row {id}"));
+                return Ok(ExitCode::FAILURE);
+            };
+            print::outgoing(out, &bytes, raw)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn stats(config_path: &Path, json: bool, out: &mut Out) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let store = open_store(&config)?;
+    let s = store::stats(store.conn())?;
+    if json {
+        print::json(out, &s)?;
+    } else {
+        print::stats(out, &s)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn status(config_path: &Path, json: bool, out: &mut Out) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let store = open_store(&config)?;
+    let mailboxes = store::all_mailboxes(store.conn())?;
+    let outbox: serde_json::Map<String, serde_json::Value> = store::outbox_counts(store.conn())?
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.into()))
+        .collect();
+    let quarantined = store::quarantined(store.conn(), 20)?;
+    let quarantined_count = store::stats(store.conn())?.quarantined;
+    if json {
+        print::json(
+            out,
+            &serde_json::json!({
+                "mailboxes": mailboxes,
+                "outbox": outbox,
+                "quarantined": quarantined_count,
+                "recent_quarantined": quarantined.iter().map(|(id, source, error)| serde_json::json!({"id": id, "source": source, "error": error})).collect::<Vec<_>>(),
+            }),
+        )?;
+    } else {
+        print::status(
+            out,
+            &print::Status {
+                mailboxes: &mailboxes,
+                outbox: &outbox,
+                quarantined_count,
+                recent_quarantined: &quarantined,
+            },
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

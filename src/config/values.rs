@@ -1,0 +1,234 @@
+//! Values the configuration parses from text: durations, sizes, the time zone, the robot
+//! pattern, and secrets. Each refuses what it cannot hold (an overflowing duration, an unknown
+//! zone, a pattern that does not compile) while the file is read, so the TOML error points at
+//! the key's line.
+
+use std::fmt;
+use std::time::Duration;
+
+use regex::{Regex, RegexBuilder};
+use serde::{Deserialize, Deserializer};
+
+/// A secret that never shows in logs or `Debug` output.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The machines' local parts matched by `guard.robot_local_parts`, compiled once when the
+/// file is read.
+///
+/// The pattern as written is anchored (`^(?:...)$`) and case-insensitive, so `bot` matches
+/// `BOT` but not `robot`.
+#[derive(Debug, Clone)]
+pub struct LocalPartPattern(Regex);
+
+/// The default of `guard.robot_local_parts`.
+const DEFAULT_ROBOT_LOCAL_PARTS: &str = r"mailer-daemon|postmaster|abuse|root|noreply|no[-_.]?reply(?:[-_.+].*)?|do[-_.]?not[-_.]?reply(?:[-_.+].*)?|bounces?(?:[-_.+].*)?|notifications?";
+
+impl LocalPartPattern {
+    /// Compiles `pattern` to match whole local parts, ignoring case.
+    ///
+    /// # Errors
+    /// `pattern` is not a valid regex (the reason shows where), or compiles too large.
+    pub fn parse(pattern: &str) -> Result<Self, String> {
+        // Checked as written first (parsed only, not compiled), so the error points into the
+        // admin's text, and a pattern that is only valid once wrapped is refused: `a)|(b` would
+        // become `^(?:a)|(b)$`, which is no longer anchored and takes people for machines.
+        regex_syntax::Parser::new()
+            .parse(pattern)
+            .map_err(|e| e.to_string())?;
+        RegexBuilder::new(&format!("^(?:{pattern})$"))
+            .case_insensitive(true)
+            .build()
+            .map(LocalPartPattern)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The compiled, anchored regex.
+    pub fn regex(&self) -> &Regex {
+        &self.0
+    }
+}
+
+impl Default for LocalPartPattern {
+    fn default() -> Self {
+        Self::parse(DEFAULT_ROBOT_LOCAL_PARTS).expect("the built-in robot pattern compiles")
+    }
+}
+
+impl<'de> Deserialize<'de> for LocalPartPattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let pattern = String::deserialize(d)?;
+        Self::parse(&pattern).map_err(|e| {
+            serde::de::Error::custom(format!("guard.robot_local_parts is not a valid regex: {e}"))
+        })
+    }
+}
+
+/// `support.timezone`: an IANA zone name such as "Europe/Paris".
+pub(super) fn timezone<'de, D: Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D::Error> {
+    let name = String::deserialize(d)?;
+    name.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "support.timezone {name:?} is not an IANA time zone (such as \"Europe/Paris\")"
+        ))
+    })
+}
+
+/// Durations written as "30s", "5m", "1h" or a bare number of seconds.
+pub(super) mod duration_text {
+    use std::fmt;
+    use std::time::Duration;
+
+    use serde::Deserializer;
+    use serde::de::{self, Unexpected, Visitor};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        d.deserialize_any(DurationVisitor)
+    }
+
+    struct DurationVisitor;
+
+    impl Visitor<'_> for DurationVisitor {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(
+                "a duration such as \"30s\", \"5m\", \"2h\", \"1d\", or a number of seconds",
+            )
+        }
+
+        fn visit_u64<E: de::Error>(self, secs: u64) -> Result<Duration, E> {
+            Ok(Duration::from_secs(secs))
+        }
+
+        fn visit_i64<E: de::Error>(self, secs: i64) -> Result<Duration, E> {
+            u64::try_from(secs)
+                .map(Duration::from_secs)
+                .map_err(|_| E::invalid_value(Unexpected::Signed(secs), &self))
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Duration, E> {
+            super::parse_duration(text).map_err(E::custom)
+        }
+    }
+}
+
+/// Sizes written as "25MB", "512KB", "1GB" or a bare number of bytes.
+pub(super) mod size_text {
+    use std::fmt;
+
+    use serde::Deserializer;
+    use serde::de::{self, Unexpected, Visitor};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        d.deserialize_any(SizeVisitor)
+    }
+
+    struct SizeVisitor;
+
+    impl Visitor<'_> for SizeVisitor {
+        type Value = u64;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a size such as \"25MB\", \"512KB\", \"1GiB\", or a number of bytes")
+        }
+
+        fn visit_u64<E: de::Error>(self, bytes: u64) -> Result<u64, E> {
+            Ok(bytes)
+        }
+
+        fn visit_i64<E: de::Error>(self, bytes: i64) -> Result<u64, E> {
+            u64::try_from(bytes).map_err(|_| E::invalid_value(Unexpected::Signed(bytes), &self))
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<u64, E> {
+            super::parse_size(text).map_err(E::custom)
+        }
+    }
+}
+
+/// Parses "30s", "5m", "2h", "1d", "250ms" or plain seconds.
+///
+/// # Errors
+/// Not a number with one of those units, or longer than a `Duration` holds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}"))?;
+    let secs = |m: u64| {
+        n.checked_mul(m)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("duration {text:?} is too long"))
+    };
+    match unit.trim() {
+        "" | "s" => secs(1),
+        "ms" => Ok(Duration::from_millis(n)),
+        "m" | "min" => secs(60),
+        "h" => secs(3600),
+        "d" => secs(86400),
+        other => Err(format!("invalid duration unit {other:?} in {text:?}")),
+    }
+}
+
+/// Parses "25MB", "512KB", "1GB" (decimal units; KiB/MiB/GiB binary) or plain bytes.
+///
+/// # Errors
+/// Not a number with one of those units, or more bytes than a `u64` counts.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("invalid size {text:?}"))?;
+    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" | "K" => 1000,
+        "MB" | "M" => 1000 * 1000,
+        "GB" | "G" => 1000 * 1000 * 1000,
+        "KIB" => 1024,
+        "MIB" => 1024 * 1024,
+        "GIB" => 1024 * 1024 * 1024,
+        other => return Err(format!("invalid size unit {other:?} in {text:?}")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_read_as_people_write_them() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_size("25MB").unwrap(), 25_000_000);
+        assert_eq!(parse_size("1KiB").unwrap(), 1024);
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}
