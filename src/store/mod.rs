@@ -102,7 +102,10 @@ impl StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Ordered migrations; the index + 1 is the `user_version` after applying it.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema.sql"),
+    include_str!("migration_agents.sql"),
+];
 
 /// An open database.
 pub struct Store {
@@ -195,6 +198,17 @@ impl Store {
             .skip(version_now.max(version) as usize)
         {
             tx.execute_batch(sql)?;
+            if sql.contains("writable_schema") {
+                // Edited schema text is read again only once the schema version moves.
+                let schema: i64 = tx.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
+                tx.pragma_update(None, "schema_version", schema + 1)?;
+                let check: String = tx.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+                if check != "ok" {
+                    return Err(StoreError::Sqlite(rusqlite::Error::InvalidQuery)).inspect_err(
+                        |_| tracing::error!("migration {} left the schema damaged: {check}", i + 1),
+                    );
+                }
+            }
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         }
         tx.commit()?;
@@ -398,6 +412,51 @@ mod tests {
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         assert_eq!(keys, ["after", "before", "kept"]);
+    }
+
+    #[test]
+    fn a_version_1_database_migrates_keeping_its_rows_and_accepts_the_new_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.sqlite3");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO tickets (ref, customer, subject, category, created_at, updated_at, language)
+                 VALUES ('CHT-1', 'a@b.fr', 's', 'other', 0, 0, 'fr')",
+                [],
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let version: i64 = store
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        store
+            .conn()
+            .execute(
+                "UPDATE tickets SET status = 'pending', assignee = 'alice@example.test' WHERE ref = 'CHT-1'",
+                [],
+            )
+            .unwrap();
+        assert!(
+            store
+                .conn()
+                .execute("UPDATE tickets SET status = 'lost' WHERE ref = 'CHT-1'", [])
+                .is_err()
+        );
+        // Another connection reads the widened checks too.
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute(
+                "INSERT INTO outbox (kind, to_addr, subject, message_id, raw, status, created_at, next_attempt_at)
+                 VALUES ('relay', 'a@b.fr', 's', 'r1', x'', 'queued', 0, 0)",
+                [],
+            )
+            .unwrap();
     }
 
     #[test]

@@ -97,8 +97,12 @@ text_enum! {
     OutboxKind ("outbox kind") {
         /// The acknowledgement to the customer; sent with a null reverse-path (RFC 3834 §3.3).
         Ack => "ack",
-        /// The notice to the team address.
+        /// The notice to the team address (or the ticket's assignee).
         Notification => "notification",
+        /// An agent's answer, sent to the customer from the support address.
+        Relay => "relay",
+        /// A short answer to an agent: a command it could not run, or mail that named no ticket.
+        AgentNotice => "agent_notice",
     }
 }
 
@@ -139,9 +143,12 @@ text_enum! {
 }
 
 text_enum! {
-    /// Whether a ticket is being worked on (`tickets.status`). A reply reopens a closed one.
+    /// Whether a ticket is being worked on (`tickets.status`). A customer's reply sets a
+    /// pending ticket open, and reopens a closed one (within `support.reopen_days`).
     TicketStatus ("ticket status") {
         Open => "open",
+        /// Waiting on the customer: the response clock pauses.
+        Pending => "pending",
         Closed => "closed",
     }
 }
@@ -158,6 +165,15 @@ text_enum! {
         Automated => "automated",
         /// Failed in the pipeline: raw bytes kept with the error.
         Quarantined => "quarantined",
+        /// An agent's answer, relayed to the customer (the inbound copy of the agent's mail).
+        AgentReply => "agent_reply",
+        /// An agent's internal note: stored and shown to the team, never sent to the customer.
+        Note => "note",
+        /// Agent mail that only ran commands, or that named no ticket or a bad command: nothing
+        /// was relayed.
+        AgentCommand => "agent_command",
+        /// What we sent the customer on an agent's behalf (`direction = 'out'`).
+        Relayed => "relayed",
     }
 }
 
@@ -185,6 +201,20 @@ text_enum! {
         Quarantined => "quarantined",
         /// A quarantined message was taken out to run through the pipeline again.
         Requeued => "requeued",
+        /// A ticket's status changed (`open -> pending` in the detail); the address is who did it.
+        StatusChanged => "status_changed",
+        /// A ticket was assigned to an agent (the detail), by the address.
+        Assigned => "assigned",
+        /// A ticket's category was changed by an agent (`billing -> technical`).
+        Recategorised => "recategorised",
+        /// An agent's answer was relayed to the customer.
+        Relayed => "relayed",
+        /// An agent's mail relayed nothing (unknown command, bad argument, no ticket); the detail
+        /// says why.
+        AgentRefused => "agent_refused",
+        /// A customer answered a ticket closed longer than `support.reopen_days` ago; a new
+        /// ticket names the old one.
+        Continued => "continued",
     }
 }
 
@@ -264,7 +294,7 @@ mod tests {
         ticket(&store);
         let sql = "UPDATE tickets SET status = ?1 WHERE id = 1";
         assert!(all_accepted(&store, sql, TicketStatus::ALL));
-        assert!(!all_accepted(&store, sql, &["pending"]));
+        assert!(!all_accepted(&store, sql, &["archived"]));
     }
 
     #[test]
