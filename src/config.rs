@@ -9,6 +9,7 @@
 //! durations and sizes fit their types. So `supportd run` refuses a bad value at start rather
 //! than failing on it later, and the TOML error shows the key's line (see `config/values.rs`).
 
+mod agents;
 mod values;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use agents::AgentsConfig;
 pub use values::{LocalPartPattern, Secret, parse_duration, parse_size};
 
 /// Everything that can go wrong while reading the configuration.
@@ -46,6 +48,8 @@ pub struct Config {
     pub templates: TemplatesConfig,
     #[serde(default)]
     pub guard: GuardConfig,
+    #[serde(default)]
+    pub agents: AgentsConfig,
     pub imap: Option<ImapConfig>,
     pub smtp: Option<SmtpConfig>,
     /// Folder of the config file; relative paths were resolved against it.
@@ -74,9 +78,17 @@ pub struct SupportConfig {
     /// Further addresses that are ours (aliases): mail from them is never acknowledged.
     #[serde(default)]
     pub aliases: Vec<String>,
-    /// Agent addresses: they may post on any ticket.
+    /// Agent addresses: the older spelling of `[agents] addresses`, merged into it.
     #[serde(default)]
     pub agents: Vec<String>,
+    /// A customer's reply to a ticket closed less than this many days ago reopens it; later, it
+    /// opens a new ticket that names the old one.
+    #[serde(default = "default_reopen_days")]
+    pub reopen_days: u32,
+}
+
+fn default_reopen_days() -> u32 {
+    14
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -142,6 +154,24 @@ pub struct GuardConfig {
     /// outage, must not answer months-old requests. 0 turns it off.
     #[serde(default = "default_max_ack_age", with = "values::duration_text")]
     pub max_ack_age: Duration,
+    /// The authserv-id our own receiving server writes in `Authentication-Results` (RFC 8601
+    /// §2.5). Only those headers are believed: any other could have been written by the
+    /// sender. Unset: no mail counts as authenticated.
+    pub authserv_id: Option<String>,
+    /// Who gets an acknowledgement: everyone (`always`), or only senders whose mail passed
+    /// DMARC, or aligned DKIM or SPF, at our server (`authenticated`; needs `authserv_id`).
+    #[serde(default)]
+    pub acknowledge: AcknowledgeMode,
+}
+
+/// `guard.acknowledge`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AcknowledgeMode {
+    #[default]
+    Always,
+    /// A forged sender gets no acknowledgement: no backscatter to the forged address.
+    Authenticated,
 }
 
 impl Default for GuardConfig {
@@ -151,6 +181,8 @@ impl Default for GuardConfig {
             max_acks_per_hour: default_acks_per_hour(),
             max_acks_per_day: default_acks_per_day(),
             max_ack_age: default_max_ack_age(),
+            authserv_id: None,
+            acknowledge: AcknowledgeMode::default(),
         }
     }
 }
@@ -384,6 +416,8 @@ impl Config {
         let mut config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
         config.base_dir = base_dir.to_path_buf();
         config.resolve_paths();
+        let legacy = config.support.agents.clone();
+        config.agents.normalise(&legacy);
         config.validate()?;
         Ok(config)
     }
@@ -449,7 +483,27 @@ impl Config {
         if let Some(smtp) = &self.smtp {
             check_tls("smtp", &smtp.host, smtp.tls)?;
         }
+        if self.guard.acknowledge == AcknowledgeMode::Authenticated
+            && self.guard.authserv_id.is_none()
+        {
+            return Err(
+                "guard.acknowledge = \"authenticated\" needs guard.authserv_id (the id our own \
+                 receiving server writes in Authentication-Results)"
+                    .into(),
+            );
+        }
+        if self.agents.require_authentication == Some(true) && self.guard.authserv_id.is_none() {
+            return Err("agents.require_authentication = true needs guard.authserv_id".into());
+        }
         Ok(())
+    }
+
+    /// Returns true if and only if agent mail must carry our server's authentication results
+    /// to be taken as the agent's.
+    pub fn agents_need_authentication(&self) -> bool {
+        self.agents
+            .require_authentication
+            .unwrap_or(self.guard.authserv_id.is_some())
     }
 
     /// The support address, lower-cased, and every alias: mail from these is ours.

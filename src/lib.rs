@@ -16,6 +16,7 @@
 //! [`config`] is the typed configuration; [`cli`] has one function per subcommand; [`net`] and
 //! [`tls`] open the connections to the mail servers that [`mailbox`] and [`outbox`] talk to.
 
+pub mod agent;
 pub mod classify;
 pub mod cli;
 pub mod config;

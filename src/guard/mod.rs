@@ -8,6 +8,7 @@
 //! writing "Re: Out of office feature" or mentioning a vacation in the body is still answered.
 
 mod ack;
+mod auth;
 
 use std::sync::LazyLock;
 
@@ -19,6 +20,7 @@ use crate::parse::report::{
     BOUNCE_SUBJECT, DELAY_SUBJECT, WEAK_BOUNCE_SUBJECT, is_mailer_local_part,
 };
 pub use ack::{AckHistory, AckPolicy, Refusal, may_acknowledge};
+pub use auth::{Authentication, sender_authenticated};
 
 /// What the guard needs to know about us.
 #[derive(Debug, Clone)]
