@@ -196,7 +196,7 @@ impl Instructions {
             match command {
                 Command::Category(id) => {
                     let lower = id.to_ascii_lowercase();
-                    if categories.iter().any(|c| *c == lower) {
+                    if categories.contains(&lower) {
                         *id = lower;
                     } else {
                         errors.push(format!(

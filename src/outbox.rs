@@ -275,8 +275,12 @@ impl Sender {
             .parse()
             .map_err(|e| SendError::Permanent(format!("invalid recipient {:?}: {e}", item.to)))?;
         // RFC 3834 §3.3: an automatic response goes out with a null reverse-path, so that
-        // whatever it provokes (a bounce, another auto-reply) goes nowhere.
-        let from = if item.kind == store::OutboxKind::Ack {
+        // whatever it provokes (a bounce, another auto-reply) goes nowhere. A relayed answer is
+        // a person's: its bounce must come back to us, to be blamed on its recipient.
+        let from = if matches!(
+            item.kind,
+            store::OutboxKind::Ack | store::OutboxKind::AgentNotice
+        ) {
             None
         } else {
             Some(self.support_address.clone())

@@ -16,6 +16,7 @@ use mail_parser::{
 };
 use sha2::{Digest, Sha256};
 
+pub mod attachments;
 pub mod lang;
 pub mod quote;
 pub mod report;

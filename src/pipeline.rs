@@ -17,6 +17,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use anyhow::Context;
 use rusqlite::Connection;
 
+use crate::agent::{Agents, Sender};
 use crate::classify::Classifier;
 use crate::config::Config;
 use crate::guard::{AckPolicy, AutomatedKind, GuardPolicy};
@@ -24,6 +25,7 @@ use crate::reply::{self, Draft, Identity, Templates};
 use crate::store::{self, Store, StoreError};
 use crate::thread::{MessageIdSigner, Threading};
 
+mod agent;
 mod handle;
 mod jobs;
 mod outcome;
@@ -48,6 +50,9 @@ struct Planned<'a> {
 /// Everything the pipeline needs that does not change per message.
 pub struct Pipeline {
     threading: Threading,
+    agents: Agents,
+    /// `support.reopen_days`, in seconds.
+    reopen_window: i64,
     acks: AckPolicy,
     support_address: String,
     team_address: Option<String>,
@@ -84,6 +89,8 @@ impl Pipeline {
         let support_address = config.support.address.to_ascii_lowercase();
         Ok(Pipeline {
             threading: Threading::from_config(config),
+            agents: Agents::from_config(config),
+            reopen_window: i64::from(config.support.reopen_days) * 86_400,
             acks: AckPolicy::from_config(config),
             team_address: config.support.team_address.clone(),
             own_addresses,
@@ -399,7 +406,14 @@ impl Pipeline {
         let is_bounce = automated
             .as_ref()
             .is_some_and(|a| a.kind == AutomatedKind::Bounce);
-        let link = self.threading.resolve(conn, &self.signer, msg, is_bounce)?;
+        let sender = match automated {
+            Some(_) => Sender::Other,
+            None => self.agents.recognise(msg, incoming.trusted_sender),
+        };
+        let is_agent = sender == Sender::Agent;
+        let link = self
+            .threading
+            .resolve(conn, &self.signer, msg, is_bounce, is_agent)?;
 
         let mut outcome = Outcome {
             source: incoming.source.clone(),
@@ -422,17 +436,33 @@ impl Pipeline {
             at,
             now,
         };
+        if let Sender::Unverified(why) = &sender {
+            // Handled as a customer's mail: it is never relayed.
+            let detail = format!("agent address, {why}: handled as a customer's mail");
+            let from = Some(msg.from_address());
+            store::record_event(
+                conn,
+                store::EventKind::AgentRefused,
+                None,
+                None,
+                from,
+                &detail,
+            )?;
+        }
         match (automated, link) {
             (Some(auto), link) => {
                 outcome.action = Action::Automated;
                 self.store_automated(&turn, auto, link, &mut outcome)?;
+            }
+            (None, link) if is_agent => {
+                self.handle_agent(&turn, link, &mut outcome, drafts)?;
             }
             (None, Some(link)) => {
                 outcome.action = Action::Reply;
                 self.continue_ticket(&turn, link, &mut outcome, drafts)?;
             }
             (None, None) => {
-                self.open_ticket(&turn, &mut outcome, drafts)?;
+                self.open_ticket(&turn, None, &mut outcome, drafts)?;
             }
         }
         Ok(outcome)

@@ -7,6 +7,7 @@
 
 mod draft;
 mod message;
+mod relay;
 mod wording;
 
 #[cfg(test)]
@@ -22,7 +23,10 @@ use handlebars::{
 };
 use serde::Serialize;
 
-pub use draft::{AckDraft, Draft, MIN_REQUEST_CHARS, NotificationDraft, tips_in};
+pub use draft::{
+    AckDraft, AgentNoticeDraft, Draft, MIN_REQUEST_CHARS, NotificationDraft, RelayDraft, tips_in,
+};
+pub use relay::{AgentNoticeInput, NoticeReason, RelayInput};
 use wording::Lang;
 
 /// Loop header put on everything we send; its value is our own address.
@@ -142,6 +146,11 @@ pub struct NotificationInput<'a> {
     pub to: &'a str,
     pub message_id: &'a str,
     pub customer_message_id: &'a str,
+    /// Where the team's reply goes: the ticket's plus-address (`support+CHT-12@…`), so that
+    /// answering the notification answers the customer through supportd.
+    pub reply_to: Option<&'a str>,
+    /// The closed ticket this one continues, if any.
+    pub previous: Option<&'a str>,
 }
 
 /// A mail ready for the outbox. Ids are without angle brackets.
@@ -191,6 +200,8 @@ struct NotificationContext<'a> {
     action_label: &'static str,
     automated: &'a str,
     original_attached: bool,
+    /// The closed ticket this one continues, or "".
+    previous: &'a str,
     support_name: &'a str,
     support_address: &'a str,
 }
@@ -364,6 +375,8 @@ impl Templates {
                     to: "team@example.test",
                     message_id: "sample-notification@example.test",
                     customer_message_id: "sample@example.test",
+                    reply_to: full.then_some("support+CHT-1@example.test"),
+                    previous: full.then_some("CHT-0"),
                 };
                 let ack = ack_context(&identity, &ack, lang);
                 let notification = notification_context(&identity, &notification, lang);
@@ -416,7 +429,14 @@ impl Templates {
             &notification_context(identity, input, lang),
         )?;
         let subject = notification_subject(lang, input);
-        message::build_notification(identity, input, locale, subject, tidy_body(&text))
+        // Like the acknowledgement, the marker first: an agent's answer is cut there, so the
+        // quoted notification never reaches the customer.
+        let body = format!(
+            "{REPLY_ABOVE_MARKER}\r\n{}\r\n\r\n{}",
+            wording::agent_guidance(lang).replace('\n', "\r\n"),
+            tidy_body(&text)
+        );
+        message::build_notification(identity, input, locale, subject, body)
     }
 }
 
@@ -464,6 +484,7 @@ fn notification_context<'a>(
         action_label: wording::action_label(lang, input.action),
         automated: input.automated.unwrap_or_default(),
         original_attached: !input.original_raw.is_empty(),
+        previous: input.previous.unwrap_or_default(),
         support_name: &identity.name,
         support_address: &identity.address,
     }

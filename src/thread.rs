@@ -86,9 +86,10 @@ pub fn plus_tag<'a>(address: &'a str, support_address: &str) -> Option<(&'a str,
 
 /// Who may post on a ticket: the customer, anyone already a participant, and agents.
 ///
-/// Returns true if and only if `from` is among `participants` or `agents` (all lower-case).
-pub fn may_join(from: &str, participants: &[String], agents: &[String]) -> bool {
-    !from.is_empty() && (participants.iter().any(|p| p == from) || agents.iter().any(|a| a == from))
+/// Returns true if and only if `from` is among `participants` (all lower-case) or is a
+/// recognised agent (`is_agent`: listed, and authenticated where that is required).
+pub fn may_join(from: &str, participants: &[String], is_agent: bool) -> bool {
+    !from.is_empty() && (is_agent || participants.iter().any(|p| p == from))
 }
 
 /// How a message was found to continue a ticket.
@@ -125,16 +126,13 @@ pub struct Link {
     pub reason: LinkReason,
 }
 
-/// What threading needs to know about us: the ticket prefix, the support address and who the
-/// agents are.
+/// What threading needs to know about us: the ticket prefix and the support address.
 #[derive(Debug, Clone)]
 pub struct Threading {
     /// Ticket prefix, e.g. `CHT` for `CHT-12`.
     pub prefix: String,
     /// The support address, lower-cased.
     pub support_address: String,
-    /// Agents' addresses, lower-cased: they may post on any ticket.
-    pub agents: Vec<String>,
 }
 
 impl Threading {
@@ -143,19 +141,21 @@ impl Threading {
         Threading {
             prefix: config.support.ticket_prefix.clone(),
             support_address: config.support.address.to_ascii_lowercase(),
-            agents: config
-                .support
-                .agents
-                .iter()
-                .map(|a| a.to_ascii_lowercase())
-                .collect(),
+        }
+    }
+
+    /// `support+CHT-12@domain`: where mail about ticket `ticket_ref` goes to thread onto it.
+    pub fn plus_address(&self, ticket_ref: &str) -> String {
+        match self.support_address.split_once('@') {
+            Some((local, domain)) => format!("{local}+{ticket_ref}@{domain}"),
+            None => self.support_address.clone(),
         }
     }
 
     /// The ticket `msg` continues, or `None` for a new request.
     ///
     /// Candidates are tried strongest first (see the module doc); the first one whose ticket
-    /// the sender may join wins. A bounce (`is_bounce`) of one of our signed messages joins
+    /// the sender may join wins (an agent, `is_agent`, may join any). A bounce (`is_bounce`) of one of our signed messages joins
     /// without the participant check: it comes from a mailer, not a participant. A cited id
     /// shaped like ours with a wrong signature is ignored and recorded as `forged_reference`;
     /// a candidate the sender may not join is recorded as `link_refused`.
@@ -168,6 +168,7 @@ impl Threading {
         signer: &MessageIdSigner,
         msg: &ParsedMessage,
         is_bounce: bool,
+        is_agent: bool,
     ) -> Result<Option<Link>, StoreError> {
         let hints = ThreadHints::from_message(msg, &self.prefix, &self.support_address);
         let from = msg.from_address();
@@ -214,7 +215,7 @@ impl Threading {
             };
             let ours = matches!(reason, LinkReason::References { ours: true, .. });
             if (is_bounce && ours)
-                || may_join(from, &store::participants(conn, ticket_id)?, &self.agents)
+                || may_join(from, &store::participants(conn, ticket_id)?, is_agent)
             {
                 return Ok(Some(Link { ticket, reason }));
             }
@@ -384,10 +385,9 @@ mod tests {
     #[test]
     fn only_participants_and_agents_may_join() {
         let parts = vec!["julie@example.fr".to_string()];
-        let agents = vec!["agent@example.test".to_string()];
-        assert!(may_join("julie@example.fr", &parts, &agents));
-        assert!(may_join("agent@example.test", &parts, &agents));
-        assert!(!may_join("mallory@evil.test", &parts, &agents));
-        assert!(!may_join("", &parts, &agents));
+        assert!(may_join("julie@example.fr", &parts, false));
+        assert!(may_join("agent@example.test", &parts, true));
+        assert!(!may_join("mallory@evil.test", &parts, false));
+        assert!(!may_join("", &parts, true));
     }
 }

@@ -104,8 +104,11 @@ fn authserv(value: &str) -> Option<&str> {
     head.split_whitespace().find(|w| !w.starts_with('('))
 }
 
+/// One `method=result` of a header, with its `ptype.property=value` pairs.
+type ResInfo = (String, String, Vec<(String, String)>);
+
 /// `method=result` with their `ptype.property=value` pairs, lower-cased, comments dropped.
-fn resinfos(value: &str) -> Vec<(String, String, Vec<(String, String)>)> {
+fn resinfos(value: &str) -> Vec<ResInfo> {
     let text = strip_comments(value);
     text.split(';')
         .skip(1)

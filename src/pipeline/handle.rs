@@ -9,12 +9,12 @@ use anyhow::Context;
 use rusqlite::Connection;
 
 use super::pool::Analysed;
-use super::{AckDecision, Incoming, Outcome, Pipeline, Planned, record};
+use super::{AckDecision, Action, Incoming, Outcome, Pipeline, Planned, record};
 use crate::classify::Classifier;
 use crate::guard::{self, Automated, AutomatedKind};
 use crate::parse::ParsedMessage;
 use crate::reply::{self, AckDraft, Draft, NotificationDraft, Templates};
-use crate::store::{self, StoreError};
+use crate::store::{self, StoreError, TicketStatus};
 use crate::thread::Link;
 
 /// One message as the writer decides it.
@@ -63,7 +63,9 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Adds a reply to its ticket (reopening it when closed) and tells the team.
+    /// Adds a customer's reply to its ticket and tells the team (or the assignee). A pending
+    /// ticket becomes open; a closed one reopens, unless it was closed more than
+    /// `support.reopen_days` ago: then the reply opens a new ticket that names it.
     pub(super) fn continue_ticket<'a>(
         &self,
         t: &Turn<'_, 'a>,
@@ -72,6 +74,25 @@ impl Pipeline {
         drafts: &mut Vec<Arc<Planned<'a>>>,
     ) -> anyhow::Result<()> {
         let Link { ticket, reason } = link;
+        let from = t.msg.from_address();
+        if ticket.status == TicketStatus::Closed
+            && ticket
+                .closed_at
+                .is_some_and(|at| t.now.saturating_sub(at) > self.reopen_window)
+        {
+            outcome.action = Action::New;
+            let previous = ticket.ticket_ref.clone();
+            let detail = format!("{previous} was closed too long ago ({reason})");
+            store::record_event(
+                t.conn,
+                store::EventKind::Continued,
+                Some(ticket.id),
+                None,
+                Some(from),
+                &detail,
+            )?;
+            return self.open_ticket(t, Some(&previous), outcome, drafts);
+        }
         outcome.ticket = Some(ticket.ticket_ref.clone());
         outcome.category = Some(ticket.category.clone());
         record::insert_inbound(
@@ -84,16 +105,21 @@ impl Pipeline {
             None,
             t.now,
         )?;
-        if store::touch_ticket(t.conn, ticket.id, t.now)? {
-            let how = reason.to_string();
-            store::record_event(
-                t.conn,
-                store::EventKind::Reopened,
-                Some(ticket.id),
-                None,
-                Some(t.msg.from_address()),
-                &how,
-            )?;
+        if ticket.status == TicketStatus::Open {
+            store::touch_ticket_keep_status(t.conn, ticket.id, t.now)?;
+        } else {
+            store::change_status(t.conn, ticket.id, TicketStatus::Open, t.now, Some(from))?;
+            if ticket.status == TicketStatus::Closed {
+                let how = reason.to_string();
+                store::record_event(
+                    t.conn,
+                    store::EventKind::Reopened,
+                    Some(ticket.id),
+                    None,
+                    Some(from),
+                    &how,
+                )?;
+            }
         }
         self.record_participants(t.conn, ticket.id, t.msg, t.incoming)?;
         let notification = self.draft_notification(
@@ -118,6 +144,7 @@ impl Pipeline {
     pub(super) fn open_ticket<'a>(
         &self,
         t: &Turn<'_, 'a>,
+        previous: Option<&str>,
         outcome: &mut Outcome,
         drafts: &mut Vec<Arc<Planned<'a>>>,
     ) -> anyhow::Result<()> {
@@ -143,6 +170,9 @@ impl Pipeline {
                 language: &locale,
             },
         )?;
+        if let Some(previous) = previous {
+            store::set_previous(t.conn, ticket_id, previous)?;
+        }
         record::insert_inbound(
             t.conn,
             t.incoming,
@@ -163,6 +193,7 @@ impl Pipeline {
         let history = record::BatchHistory {
             conn: t.conn,
             drafts: drafts.as_slice(),
+            kind: store::OutboxKind::Ack,
         };
         let decision =
             guard::may_acknowledge(&self.acks, &history, from, t.incoming.delivered_at, t.now)?;
@@ -261,10 +292,11 @@ impl Pipeline {
             .to_string()
     }
 
-    /// The team notification for `ticket`, when a team address is configured: `(matched rules,
-    /// tips)` for a new request, `action` is the template's wording (`new`, `reply`,
-    /// `oversized`).
-    fn draft_notification<'a>(
+    /// The team notification for `ticket`: `(matched rules, tips)` for a new request, `action`
+    /// is the template's wording (`new`, `reply`, `oversized`, `note`). A customer's reply goes
+    /// to the ticket's assignee when it has one, everything else to the team address; None when
+    /// there is nobody to tell.
+    pub(super) fn draft_notification<'a>(
         &self,
         classifier: &Classifier,
         ticket: store::Ticket,
@@ -273,20 +305,25 @@ impl Pipeline {
         (matched, tips): (Vec<String>, Vec<String>),
         action: &'static str,
     ) -> Option<Draft<'a>> {
-        let team = self.team_address.as_ref()?;
+        let to = match (action, &ticket.assignee) {
+            ("reply", Some(agent)) => agent.clone(),
+            _ => self.team_address.clone()?,
+        };
         let category_label = classifier
             .category(&ticket.category)
             .map(|c| c.label_for(&self.default_locale).to_string())
             .unwrap_or_else(|| ticket.category.clone());
         Some(Draft::Notification(NotificationDraft {
-            ticket,
             msg,
             original_raw: &incoming.raw,
             matched,
             tips,
             action,
             category_label,
-            to: team.clone(),
+            to,
+            reply_to: Some(self.threading.plus_address(&ticket.ticket_ref)),
+            previous: ticket.previous.clone(),
+            ticket,
             message_id: self.signer.generate("note"),
         }))
     }

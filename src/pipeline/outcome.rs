@@ -13,6 +13,9 @@ pub struct Incoming {
     pub oversized: bool,
     /// When the mail server received it (IMAP INTERNALDATE, unix seconds), where known.
     pub delivered_at: Option<i64>,
+    /// The door it came through vouches for its sender (the command line, run by an admin):
+    /// an agent's mail needs no `Authentication-Results` then.
+    pub trusted_sender: bool,
 }
 
 impl Incoming {
@@ -22,6 +25,7 @@ impl Incoming {
             source: source.into(),
             oversized: false,
             delivered_at: None,
+            trusted_sender: false,
         }
     }
 }
@@ -38,6 +42,15 @@ pub enum Action {
     Duplicate,
     /// Machine-generated: stored, never acknowledged.
     Automated,
+    /// An agent's answer, relayed to the customer (with any commands applied).
+    Relayed,
+    /// An agent's internal note (with any commands applied): never sent to the customer.
+    Note,
+    /// An agent's commands alone, applied; nothing to relay.
+    Commands,
+    /// An agent's mail that named no ticket, or a bad command: nothing relayed or applied, the
+    /// agent was told why.
+    Refused,
     /// Failed in the pipeline: stored raw with the error.
     Quarantined,
 }
@@ -50,6 +63,10 @@ impl Action {
             Action::Duplicate => "duplicate",
             Action::Automated => "automated",
             Action::Quarantined => "quarantined",
+            Action::Relayed => "relayed",
+            Action::Note => "note",
+            Action::Commands => "commands",
+            Action::Refused => "refused",
         }
     }
 }

@@ -132,7 +132,7 @@ pub(super) fn queue_planned(
         (Draft::Ack(ack), Ok(out)) => queue(
             conn,
             store::OutboxKind::Ack,
-            ack.ticket_id,
+            Some(ack.ticket_id),
             &out,
             ack.suppressed.as_deref(),
             now,
@@ -140,11 +140,45 @@ pub(super) fn queue_planned(
         (Draft::Notification(n), Ok(out)) => queue(
             conn,
             store::OutboxKind::Notification,
-            n.ticket.id,
+            Some(n.ticket.id),
             &out,
             None,
             now,
         ),
+        (Draft::Relay(r), Ok(out)) => {
+            queue(
+                conn,
+                store::OutboxKind::Relay,
+                Some(r.ticket_id),
+                &out,
+                None,
+                now,
+            )?;
+            insert_relayed(conn, r, &out, now)
+        }
+        (Draft::AgentNotice(n), Ok(out)) => queue(
+            conn,
+            store::OutboxKind::AgentNotice,
+            n.ticket_id,
+            &out,
+            None,
+            now,
+        ),
+        (Draft::Relay(r), Err(e)) => {
+            tracing::error!(ticket = %r.ticket_ref, "relayed answer not rendered: {e}");
+            store::record_event(
+                conn,
+                store::EventKind::AgentRefused,
+                Some(r.ticket_id),
+                None,
+                Some(&r.customer.address),
+                &format!("the answer could not be built: {e}"),
+            )
+        }
+        (Draft::AgentNotice(n), Err(e)) => {
+            tracing::error!(agent = %n.agent, "agent notice not rendered: {e}");
+            Ok(())
+        }
         (Draft::Ack(ack), Err(e)) => {
             let reason = format!("template error: {e}");
             tracing::error!(ticket = %ack.ticket_ref, "acknowledgement not rendered: {e}");
@@ -175,10 +209,50 @@ pub(super) fn queue_planned(
     }
 }
 
+/// The answer as the customer receives it, on the ticket's history: an outbound message by the
+/// agent (the first one is the ticket's first response).
+fn insert_relayed(
+    conn: &Connection,
+    r: &reply::RelayDraft<'_>,
+    out: &reply::Outgoing,
+    now: i64,
+) -> Result<(), StoreError> {
+    store::insert_message(
+        conn,
+        &store::NewMessage {
+            ticket_id: Some(r.ticket_id),
+            direction: store::Direction::Out,
+            message_id: &out.message_id,
+            raw_sha256: &crate::parse::sha256_hex(&out.raw),
+            in_reply_to: out.in_reply_to.as_deref().unwrap_or_default(),
+            refs: &out.references.join(" "),
+            from_addr: &r.agent,
+            from_name: Some(&r.from_name),
+            to_addrs: &out.to,
+            subject: &out.subject,
+            date: Some(now),
+            received_at: now,
+            action: store::MessageAction::Relayed,
+            category: None,
+            language: Some(&r.locale),
+            automated: None,
+            new_text: &r.text,
+            full_text: &r.text,
+            attachments: "[]",
+            size: out.raw.len() as i64,
+            raw: &out.raw,
+            source: "relay",
+            warnings: "",
+            error: None,
+        },
+    )?;
+    Ok(())
+}
+
 fn queue(
     conn: &Connection,
     kind: store::OutboxKind,
-    ticket_id: i64,
+    ticket_id: Option<i64>,
     out: &reply::Outgoing,
     suppressed: Option<&str>,
     now: i64,
@@ -187,7 +261,7 @@ fn queue(
         conn,
         &store::NewOutgoing {
             kind,
-            ticket_id: Some(ticket_id),
+            ticket_id,
             to_addr: &out.to,
             subject: &out.subject,
             message_id: &out.message_id,
@@ -268,11 +342,13 @@ pub(super) fn quarantine(
     })
 }
 
-/// Earlier acknowledgements to an address: those in the outbox, and those this batch decided
-/// but has not queued yet.
+/// Earlier automatic answers of one kind to an address: those in the outbox, and those this
+/// batch decided but has not queued yet. Acknowledgements and agent notices are limited alike.
 pub(super) struct BatchHistory<'c, 'd, 'a> {
     pub(super) conn: &'c Connection,
     pub(super) drafts: &'d [Arc<Planned<'a>>],
+    /// [`store::OutboxKind::Ack`] or [`store::OutboxKind::AgentNotice`].
+    pub(super) kind: store::OutboxKind,
 }
 
 impl AckHistory for BatchHistory<'_, '_, '_> {
@@ -284,10 +360,14 @@ impl AckHistory for BatchHistory<'_, '_, '_> {
         let in_batch = self
             .drafts
             .iter()
-            .filter(|p| {
-                matches!(&p.draft, Draft::Ack(a) if a.suppressed.is_none() && a.customer.address == address)
+            .filter(|p| match (&p.draft, self.kind) {
+                (Draft::Ack(a), store::OutboxKind::Ack) => {
+                    a.suppressed.is_none() && a.customer.address == address
+                }
+                (Draft::AgentNotice(n), store::OutboxKind::AgentNotice) => n.agent == address,
+                _ => false,
             })
             .count() as u32;
-        Ok(store::acks_since(self.conn, address, since)? + in_batch)
+        Ok(store::sent_since(self.conn, address, self.kind, since)? + in_batch)
     }
 }

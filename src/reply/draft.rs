@@ -7,7 +7,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{AckInput, Identity, NotificationInput, Outgoing, ReplyError, Templates};
+use super::{
+    AckInput, AgentNoticeInput, Identity, NoticeReason, NotificationInput, Outgoing, RelayInput,
+    ReplyError, Templates,
+};
 use crate::parse::{Mailbox, ParsedMessage};
 use crate::store;
 
@@ -20,8 +23,48 @@ pub const MIN_REQUEST_CHARS: usize = 10;
 pub enum Draft<'a> {
     /// The acknowledgement to the customer.
     Ack(AckDraft<'a>),
-    /// The notification to the team.
+    /// The notification to the team (or the ticket's assignee).
     Notification(NotificationDraft<'a>),
+    /// An agent's answer, to the customer.
+    Relay(RelayDraft<'a>),
+    /// Why an agent's mail was not relayed, to the agent.
+    AgentNotice(AgentNoticeDraft),
+}
+
+/// An agent's answer to relay to the ticket's customer.
+#[derive(Debug)]
+pub struct RelayDraft<'a> {
+    pub ticket_id: i64,
+    /// The agent's address: the author of the answer.
+    pub agent: String,
+    pub ticket_ref: String,
+    pub ticket_subject: String,
+    pub customer: Mailbox,
+    /// `Alice (Support Chatim)`.
+    pub from_name: String,
+    /// The agent's new text, commands removed.
+    pub text: String,
+    /// The agent's mail as received: its attachments go with the answer.
+    pub agent_raw: &'a [u8],
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+    /// Our signed Message-ID, without brackets.
+    pub message_id: String,
+    pub locale: String,
+}
+
+/// The answer to an agent whose mail was not relayed.
+#[derive(Debug)]
+pub struct AgentNoticeDraft {
+    pub ticket_id: Option<i64>,
+    pub ticket_ref: Option<String>,
+    pub agent: String,
+    pub reason: NoticeReason,
+    pub original_subject: String,
+    pub original_message_id: String,
+    /// Our signed Message-ID, without brackets.
+    pub message_id: String,
+    pub locale: String,
 }
 
 /// The acknowledgement of a new request.
@@ -59,8 +102,12 @@ pub struct NotificationDraft<'a> {
     /// `new`, `reply` or `oversized`: which wording the template uses.
     pub action: &'static str,
     pub category_label: String,
-    /// The team address.
+    /// The team address, or the ticket's assignee.
     pub to: String,
+    /// The ticket's plus-address, where an agent's reply goes.
+    pub reply_to: Option<String>,
+    /// The closed ticket this one continues.
+    pub previous: Option<String>,
     /// Our signed Message-ID, without brackets.
     pub message_id: String,
 }
@@ -74,14 +121,6 @@ impl AckDraft<'_> {
 }
 
 impl Draft<'_> {
-    /// The ticket the mail belongs to (its `tickets.id`).
-    pub fn ticket_id(&self) -> i64 {
-        match self {
-            Draft::Ack(a) => a.ticket_id,
-            Draft::Notification(n) => n.ticket.id,
-        }
-    }
-
     /// Renders the draft into the exact bytes the outbox will send. A panic in a template
     /// helper or in the MIME builder becomes an error for this mail alone, so a worker thread
     /// the writer waits for is never lost.
@@ -153,9 +192,41 @@ impl Draft<'_> {
                         to: &n.to,
                         message_id: &n.message_id,
                         customer_message_id: customer_id(n.msg),
+                        reply_to: n.reply_to.as_deref(),
+                        previous: n.previous.as_deref(),
                     },
                 )
             }
+            Draft::Relay(r) => {
+                let attachments = crate::parse::attachments::attachments(r.agent_raw);
+                templates.render_relay(
+                    identity,
+                    &RelayInput {
+                        ticket_ref: &r.ticket_ref,
+                        ticket_subject: &r.ticket_subject,
+                        customer: &r.customer,
+                        from_name: &r.from_name,
+                        text: &r.text,
+                        attachments: &attachments,
+                        in_reply_to: r.in_reply_to.as_deref(),
+                        references: &r.references,
+                        message_id: &r.message_id,
+                        locale: &r.locale,
+                    },
+                )
+            }
+            Draft::AgentNotice(n) => templates.render_agent_notice(
+                identity,
+                &AgentNoticeInput {
+                    agent: &n.agent,
+                    ticket_ref: n.ticket_ref.as_deref(),
+                    reason: &n.reason,
+                    original_subject: &n.original_subject,
+                    original_message_id: &n.original_message_id,
+                    message_id: &n.message_id,
+                    locale: &n.locale,
+                },
+            ),
         }
     }
 }

@@ -7,8 +7,8 @@ use lettre::message::{Body, Mailbox, Message, MessageBuilder, MultiPart, SingleP
 use rand::Rng;
 
 use super::{
-    AckInput, Identity, LOOP_HEADER, NotificationInput, Outgoing, ReplyError, ack_subject,
-    header_text, truncate_chars,
+    AckInput, AgentNoticeInput, Identity, LOOP_HEADER, NotificationInput, Outgoing, RelayInput,
+    ReplyError, ack_subject, header_text, truncate_chars,
 };
 
 /// RFC 5322 advises keeping the thread root plus the most recent ids; beyond this many the
@@ -83,14 +83,102 @@ pub(super) fn build_notification(
         parts = parts.singlepart(original_part(input.original_raw));
     }
 
-    let builder = common(identity, locale, &message_id, WHAT)?
+    let mut builder = common(identity, locale, &message_id, WHAT)?
         .to(to)
         .subject(subject.clone())
         .raw_header(raw("Auto-Submitted", "auto-generated"));
+    if let Some(reply_to) = input.reply_to {
+        builder = builder.reply_to(mailbox(Some(&identity.name), reply_to, WHAT)?);
+    }
     let message = threading(builder, in_reply_to.as_deref(), &references)
         .multipart(parts)
         .map_err(|e| build_error(WHAT, e))?;
 
+    Ok(Outgoing {
+        to: to_address,
+        subject,
+        message_id,
+        in_reply_to,
+        references,
+        raw: message.formatted(),
+    })
+}
+
+/// An agent's answer: a human reply on the agent's behalf, so no Auto-Submitted, but our loop
+/// header and signed id like everything we send.
+pub(super) fn build_relay(
+    identity: &Identity,
+    input: &RelayInput<'_>,
+    body: String,
+) -> Result<Outgoing, ReplyError> {
+    const WHAT: &str = "relayed answer";
+    let message_id = our_id(input.message_id, WHAT)?;
+    let in_reply_to = input.in_reply_to.and_then(clean_id);
+    let references = references(input.references, in_reply_to.as_deref());
+    let subject = ack_subject(input.ticket_ref, input.ticket_subject);
+    let to = mailbox(
+        input.customer.name.as_deref(),
+        &input.customer.address,
+        WHAT,
+    )?;
+    let to_address = to.email.to_string();
+    let builder = Message::builder()
+        .from(mailbox(Some(input.from_name), &identity.address, WHAT)?)
+        .date_now()
+        .message_id(Some(format!("<{message_id}>")))
+        .raw_header(raw("X-Auto-Response-Suppress", "All"))
+        .raw_header(raw(LOOP_HEADER, &identity.address))
+        .raw_header(raw("Content-Language", &input.locale.replace('_', "-")))
+        .to(to)
+        .subject(subject.clone());
+    let builder = threading(builder, in_reply_to.as_deref(), &references);
+    let text = text_part(body);
+    let message = if input.attachments.is_empty() {
+        builder.singlepart(text)
+    } else {
+        let mut parts = MultiPart::mixed().singlepart(text);
+        for a in input.attachments {
+            parts = parts.singlepart(
+                SinglePart::builder()
+                    .header(content_type(&a.content_type))
+                    .header(ContentDisposition::attachment(&header_text(&a.filename)))
+                    .body(a.contents.clone()),
+            );
+        }
+        builder.multipart(parts)
+    }
+    .map_err(|e| build_error(WHAT, e))?;
+    Ok(Outgoing {
+        to: to_address,
+        subject,
+        message_id,
+        in_reply_to,
+        references,
+        raw: message.formatted(),
+    })
+}
+
+/// The answer to an agent whose mail was not relayed: an automatic reply (RFC 3834).
+pub(super) fn build_agent_notice(
+    identity: &Identity,
+    input: &AgentNoticeInput<'_>,
+    subject: &str,
+    body: String,
+) -> Result<Outgoing, ReplyError> {
+    const WHAT: &str = "agent notice";
+    let message_id = our_id(input.message_id, WHAT)?;
+    let in_reply_to = clean_id(input.original_message_id);
+    let references: Vec<String> = in_reply_to.iter().cloned().collect();
+    let to = mailbox(None, input.agent, WHAT)?;
+    let to_address = to.email.to_string();
+    let subject = truncate_chars(&header_text(subject), 200);
+    let builder = common(identity, input.locale, &message_id, WHAT)?
+        .to(to)
+        .subject(subject.clone())
+        .raw_header(raw("Auto-Submitted", "auto-replied"));
+    let message = threading(builder, in_reply_to.as_deref(), &references)
+        .singlepart(text_part(body))
+        .map_err(|e| build_error(WHAT, e))?;
     Ok(Outgoing {
         to: to_address,
         subject,
@@ -262,8 +350,10 @@ fn text_part(body: String) -> SinglePart {
 }
 
 fn content_type(mime: &str) -> ContentType {
-    // Both callers pass constants that lettre parses; the fallback only guards a future typo.
-    ContentType::parse(mime).unwrap_or(ContentType::TEXT_PLAIN)
+    // A type lettre cannot parse (an odd one from an agent's attachment) goes as bytes.
+    ContentType::parse(mime).unwrap_or_else(|_| {
+        ContentType::parse("application/octet-stream").unwrap_or(ContentType::TEXT_PLAIN)
+    })
 }
 
 /// Bare LF or CR to CRLF: the canonical form on the wire, and SMTP servers reject bare LF.

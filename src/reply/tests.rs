@@ -71,6 +71,8 @@ fn notification_input<'a>(customer: &'a Mailbox, raw: &'a [u8]) -> NotificationI
         to: "team@example.test",
         message_id: "note-1@supportd.example.test",
         customer_message_id: "abc@mail.example.test",
+        reply_to: Some("support+CHT-12@example.test"),
+        previous: None,
     }
 }
 
@@ -439,7 +441,11 @@ fn the_notification_parses_back_and_its_attachment_is_the_original_message() {
             "{expected:?} missing from {headers}"
         );
     }
-    assert!(!headers.contains("\r\nReply-To:"), "{headers}");
+    // Answering the notification answers the customer, through the ticket's plus-address.
+    assert!(
+        headers.contains("\r\nReply-To: Support <support+CHT-12@example.test>\r\n"),
+        "{headers}"
+    );
 
     let parsed = MessageParser::default().parse(&out.raw).expect("parsable");
     assert_eq!(
@@ -775,4 +781,114 @@ fn the_excerpt_keeps_short_requests_whole_and_cuts_one_endless_line() {
         "{}",
         &cut[cut.len() - 80..]
     );
+}
+
+#[test]
+fn a_relayed_answer_comes_from_the_support_address_under_the_agents_name_threaded_on_the_customer()
+{
+    let customer = julie();
+    let attachment = crate::parse::attachments::Attachment {
+        filename: "steps.pdf".into(),
+        content_type: "application/pdf".into(),
+        contents: b"%PDF-1.4 tiny".to_vec(),
+    };
+    let refs = vec![
+        "first@mail.example.test".to_owned(),
+        "sd.ack.1@example.test".to_owned(),
+    ];
+    let out = shipped()
+        .render_relay(
+            &identity(),
+            &RelayInput {
+                ticket_ref: "CHT-12",
+                ticket_subject: "Re: Invoice",
+                customer: &customer,
+                from_name: "Alice (Support Chatim)",
+                text: "Hello Julie,\n\nThe refund is on its way.\n\nAlice",
+                attachments: std::slice::from_ref(&attachment),
+                in_reply_to: Some("second@mail.example.test"),
+                references: &refs,
+                message_id: "sd.relay.1@example.test",
+                locale: "fr",
+            },
+        )
+        .expect("renders");
+    let headers = header_block(&out.raw);
+    for expected in [
+        "\r\nSubject: [CHT-12] Invoice\r\n",
+        "\r\nIn-Reply-To: <second@mail.example.test>\r\n",
+        "\r\nX-Supportd-Loop: support@example.test\r\n",
+    ] {
+        assert!(
+            headers.contains(expected),
+            "{expected:?} missing from {headers}"
+        );
+    }
+    let references: Vec<String> = MessageParser::default()
+        .parse(&out.raw)
+        .expect("parsable")
+        .references()
+        .as_text_list()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    assert_eq!(
+        references,
+        [
+            "first@mail.example.test",
+            "sd.ack.1@example.test",
+            "second@mail.example.test"
+        ]
+    );
+    // A person's answer, not an automatic one.
+    assert!(!headers.contains("Auto-Submitted"), "{headers}");
+    let parsed = MessageParser::default().parse(&out.raw).expect("parsable");
+    assert_eq!(
+        parsed
+            .body_text(0)
+            .map(|t| t.replace("\r\n", "\n"))
+            .as_deref(),
+        Some("Hello Julie,\n\nThe refund is on its way.\n\nAlice\n")
+    );
+    let attached = parsed.attachment(0).expect("the agent's attachment");
+    assert_eq!(attached.attachment_name(), Some("steps.pdf"));
+    assert_eq!(attached.contents(), b"%PDF-1.4 tiny");
+    assert_eq!(out.to, "julie@example.test");
+}
+
+#[test]
+fn an_agent_notice_lists_what_was_wrong_and_the_commands() {
+    let reason = NoticeReason::Commands(vec!["#clsoe: unknown command".into()]);
+    let out = shipped()
+        .render_agent_notice(
+            &identity(),
+            &AgentNoticeInput {
+                agent: "alice@example.test",
+                ticket_ref: Some("CHT-12"),
+                reason: &reason,
+                original_subject: "Re: [CHT-12] Invoice",
+                original_message_id: "agent-1@example.test",
+                message_id: "sd.notice.1@example.test",
+                locale: "en",
+            },
+        )
+        .expect("renders");
+    let headers = header_block(&out.raw);
+    assert!(
+        headers.contains("\r\nAuto-Submitted: auto-replied\r\n"),
+        "{headers}"
+    );
+    assert!(
+        headers.contains("\r\nIn-Reply-To: <agent-1@example.test>\r\n"),
+        "{headers}"
+    );
+    assert_eq!(out.subject, "Not sent: Re: [CHT-12] Invoice");
+    let body = body_text(&out.raw);
+    assert!(
+        body.contains("Your answer on ticket CHT-12 was not sent"),
+        "{body}"
+    );
+    assert!(body.contains("  - #clsoe: unknown command"), "{body}");
+    assert!(body.contains("#assign WHO"), "{body}");
 }

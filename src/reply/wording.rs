@@ -156,6 +156,8 @@ pub(super) fn faster_answer(lang: Lang) -> Vec<&'static str> {
 pub(super) fn action_label(lang: Lang, action: &str) -> &'static str {
     match (lang, action) {
         (Lang::Fr, "reply") => "Réponse",
+        (Lang::Fr, "note") => "Note interne",
+        (Lang::En, "note") => "Internal note",
         (Lang::Fr, "oversized") => "Message trop volumineux",
         (Lang::Fr, _) => "Nouvelle demande",
         (Lang::En, "reply") => "Reply",
@@ -184,5 +186,49 @@ pub(super) fn excerpt_note(lang: Lang, omitted_lines: usize, attached: bool) -> 
             "[… {omitted_lines} more line(s) not shown: the whole message is attached (original.eml)]"
         ),
         (Lang::En, false) => format!("[… {omitted_lines} more line(s) not shown]"),
+    }
+}
+
+/// The line under the marker of a team notification: what replying does.
+pub(super) fn agent_guidance(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Fr => {
+            "Répondre à ce message répond au client depuis l'adresse du support. Commencez par \
+             #note pour une note interne ; autres commandes en tête de réponse : #close #pending \
+             #open #category ID #assign QUI."
+        }
+        Lang::En => {
+            "Replying to this mail answers the customer from the support address. Start with \
+             #note for an internal note; other commands at the top of a reply: #close #pending \
+             #open #category ID #assign WHO."
+        }
+    }
+}
+
+/// The subject prefix of an answer to an agent whose mail was not relayed.
+pub(super) fn notice_prefix(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Fr => "Non envoyé",
+        Lang::En => "Not sent",
+    }
+}
+
+/// The opening of an answer to an agent: why nothing reached the customer.
+pub(super) fn notice_opening(lang: Lang, ticket: Option<&str>, no_ticket: bool) -> String {
+    match (lang, ticket, no_ticket) {
+        (Lang::Fr, _, true) => "Votre message ne répond à aucun ticket : rien n'a été envoyé. Pour répondre à un client, répondez à la notification du ticket (son adresse de réponse est support+REF@…), ou gardez le jeton [REF] dans le sujet.".into(),
+        (Lang::En, _, true) => "Your mail answers no ticket, so nothing was sent. To answer a customer, reply to the ticket's notification (its reply address is support+REF@…), or keep the [REF] token in the subject.".into(),
+        (Lang::Fr, Some(t), false) => format!("Votre réponse au ticket {t} n'a pas été envoyée au client, et aucune commande n'a été appliquée :"),
+        (Lang::Fr, None, false) => "Votre réponse n'a pas été envoyée au client, et aucune commande n'a été appliquée :".into(),
+        (Lang::En, Some(t), false) => format!("Your answer on ticket {t} was not sent to the customer, and no command was applied:"),
+        (Lang::En, None, false) => "Your answer was not sent to the customer, and no command was applied:".into(),
+    }
+}
+
+/// The heading of the command list in an answer to an agent.
+pub(super) fn notice_commands(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Fr => "Commandes possibles, en tête de réponse :",
+        Lang::En => "Commands, at the top of a reply:",
     }
 }

@@ -11,8 +11,6 @@ ALTER TABLE tickets ADD COLUMN assignee TEXT;
 ALTER TABLE tickets ADD COLUMN closed_at INTEGER;
 -- The closed ticket this one continues, when a customer answered one closed too long ago.
 ALTER TABLE tickets ADD COLUMN previous_ref TEXT;
--- Who wrote an outbound message (the agent whose answer was relayed), or an internal note.
-ALTER TABLE messages ADD COLUMN author TEXT;
 
 PRAGMA writable_schema = ON;
 UPDATE sqlite_schema

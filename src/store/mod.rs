@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
+mod agents;
 mod events;
 mod mailboxes;
 mod messages;
@@ -32,6 +33,9 @@ mod shared;
 mod tickets;
 mod types;
 
+pub use agents::{
+    Conversation, assign, assignee, change_status, conversation, recategorise, set_previous,
+};
 pub use events::{
     QuarantinedItem, QuarantinedRaw, Stats, quarantine_list, quarantined, quarantined_raw,
     record_event, release_quarantined, stats,
@@ -46,12 +50,12 @@ pub use messages::{
 pub use outbox::{
     NewOutgoing, OutboxItem, acks_since, enqueue, is_bouncing, list_outbox, mark_bouncing,
     mark_failed, mark_retry, mark_sending, mark_sent, next_due, next_due_at, outbox_counts,
-    outbox_raw, requeue_interrupted,
+    outbox_raw, requeue_interrupted, sent_since,
 };
 pub use shared::Shared;
 pub use tickets::{
     NewTicket, Ticket, add_participant, create_ticket, flag_ticket, list_tickets, participants,
-    set_ticket_status, ticket, ticket_by_ref, touch_ticket,
+    set_ticket_status, ticket, ticket_by_ref, touch_ticket, touch_ticket_keep_status,
 };
 pub use types::{
     Direction, EventKind, MessageAction, OutboxKind, OutboxStatus, ParticipantRole, TicketStatus,

@@ -58,13 +58,18 @@ pub fn enqueue(conn: &Connection, o: &NewOutgoing<'_>) -> Result<i64> {
 /// Counts acknowledgements queued or sent to `address` since `since` (unix seconds;
 /// suppressed ones excluded).
 pub fn acks_since(conn: &Connection, address: &str, since: i64) -> Result<u32> {
+    sent_since(conn, address, OutboxKind::Ack, since)
+}
+
+/// How many mails of `kind` to `address` were queued (not suppressed) at or after `since`.
+pub fn sent_since(conn: &Connection, address: &str, kind: OutboxKind, since: i64) -> Result<u32> {
     Ok(conn
         .prepare_cached(
             "SELECT COUNT(*) FROM outbox WHERE to_addr = ?1 AND kind = ?3
              AND status != ?4 AND created_at >= ?2",
         )?
         .query_row(
-            params![address, since, OutboxKind::Ack, OutboxStatus::Suppressed],
+            params![address, since, kind, OutboxStatus::Suppressed],
             |r| r.get(0),
         )?)
 }

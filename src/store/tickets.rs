@@ -33,13 +33,22 @@ pub struct Ticket {
     pub flags: String,
     /// Inbound messages on the ticket.
     pub message_count: i64,
+    /// The agent who owns the ticket, if one was assigned.
+    pub assignee: Option<String>,
+    /// When it was last closed (unix seconds).
+    #[serde(serialize_with = "ser_opt_time")]
+    pub closed_at: Option<i64>,
+    /// The closed ticket this one continues (a customer answered it after
+    /// `support.reopen_days`).
+    pub previous: Option<String>,
 }
 
 /// The columns [`ticket_from_row`] reads; the query binds `:inbound` to [`Direction::In`].
 const TICKET_COLUMNS: &str =
     "t.id, t.ref, t.customer, t.customer_name, t.subject, t.category, t.status,
      t.created_at, t.due_at, t.language, t.flags,
-     (SELECT COUNT(*) FROM messages m WHERE m.ticket_id = t.id AND m.direction = :inbound)";
+     (SELECT COUNT(*) FROM messages m WHERE m.ticket_id = t.id AND m.direction = :inbound),
+     t.assignee, t.closed_at, t.previous_ref";
 
 fn ticket_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Ticket> {
     Ok(Ticket {
@@ -55,6 +64,9 @@ fn ticket_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Ticket> {
         language: r.get(9)?,
         flags: r.get(10)?,
         message_count: r.get(11)?,
+        assignee: r.get(12)?,
+        closed_at: r.get(13)?,
+        previous: r.get(14)?,
     })
 }
 
@@ -186,6 +198,13 @@ pub fn touch_ticket(conn: &Connection, ticket_id: i64, at: i64) -> Result<bool> 
             .execute(params![ticket_id, at])?;
     }
     Ok(reopened)
+}
+
+/// Marks the ticket updated at `at`, whatever its status.
+pub fn touch_ticket_keep_status(conn: &Connection, ticket_id: i64, at: i64) -> Result<()> {
+    conn.prepare_cached("UPDATE tickets SET updated_at = ?2 WHERE id = ?1")?
+        .execute(params![ticket_id, at])?;
+    Ok(())
 }
 
 /// Sets the ticket's status, marking it updated now.

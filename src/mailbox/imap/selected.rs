@@ -324,6 +324,7 @@ impl Intake {
         let batch: Vec<Incoming> = raws
             .into_iter()
             .map(|(uid, (raw, oversized, delivered_at))| Incoming {
+                trusted_sender: false,
                 raw,
                 source: format!("imap:{mailbox}:{validity}:{uid}"),
                 oversized,
