@@ -90,7 +90,7 @@ impl Agents {
 
     /// The agent an `#assign` argument names: an agent address, or a name from `[agents]
     /// names` (case-insensitive).
-    fn find(&self, who: &str) -> Option<String> {
+    pub fn find(&self, who: &str) -> Option<String> {
         let lower = who.trim().to_ascii_lowercase();
         if lower.contains('@') {
             return self.is_agent(&lower).then_some(lower);

@@ -126,6 +126,59 @@ pub enum TicketsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Answer the customer as AGENT, exactly as if the agent had mailed the text (commands
+    /// at its top apply); the text from FILE, or standard input.
+    Reply {
+        #[arg(value_name = "REF")]
+        ticket: String,
+        /// The agent's address (listed in [agents]).
+        #[arg(long = "from", value_name = "AGENT")]
+        agent: String,
+        #[arg(value_name = "FILE", default_value = "-")]
+        file: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add an internal note as AGENT: stored and shown to the team, never sent to the customer.
+    Note {
+        #[arg(value_name = "REF")]
+        ticket: String,
+        #[arg(long = "from", value_name = "AGENT")]
+        agent: String,
+        #[arg(value_name = "FILE", default_value = "-")]
+        file: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Close the ticket.
+    Close {
+        #[arg(value_name = "REF")]
+        ticket: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open the ticket again.
+    Open {
+        #[arg(value_name = "REF")]
+        ticket: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Waiting on the customer: the response clock pauses until they answer.
+    Pending {
+        #[arg(value_name = "REF")]
+        ticket: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give the ticket to an agent (address, or a name from [agents] names).
+    Assign {
+        #[arg(value_name = "REF")]
+        ticket: String,
+        agent: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

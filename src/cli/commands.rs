@@ -14,16 +14,16 @@ use crate::classify::Classifier;
 use crate::config::Config;
 use crate::mailbox::files::{self, InputError};
 use crate::pipeline::{Incoming, Pipeline};
-use crate::store::{self, Store, StoreError};
+use crate::store::{self, Store, StoreError, TicketStatus};
 
 /// Messages per transaction when ingesting files.
 const FILE_BATCH: usize = 500;
 
-fn load_config(path: &Path) -> anyhow::Result<Config> {
+pub(super) fn load_config(path: &Path) -> anyhow::Result<Config> {
     Ok(Config::load(path)?)
 }
 
-fn open_store(config: &Config) -> anyhow::Result<Store> {
+pub(super) fn open_store(config: &Config) -> anyhow::Result<Store> {
     Store::open(&config.storage.database)
         .with_context(|| format!("opening {}", config.storage.database.display()))
 }
@@ -215,35 +215,86 @@ pub fn tickets(
     command: TicketsCommand,
     out: &mut Out,
 ) -> anyhow::Result<ExitCode> {
-    let config = load_config(config_path)?;
-    let store = open_store(&config)?;
+    use super::agent;
     match command {
         TicketsCommand::List {
             status,
             category,
             json,
-        } => {
-            let list = store::list_tickets(store.conn(), status.as_deref(), category.as_deref())?;
-            if json {
-                print::json(out, &list)?;
-            } else {
-                print::tickets(out, &list)?;
-            }
+        } => tickets_list(
+            config_path,
+            status.as_deref(),
+            category.as_deref(),
+            json,
+            out,
+        ),
+        TicketsCommand::Show { ticket, json } => ticket_show(config_path, &ticket, json, out),
+        TicketsCommand::Reply {
+            ticket,
+            agent,
+            file,
+            json,
+        } => agent::write(config_path, &ticket, &agent, &file, false, json, out),
+        TicketsCommand::Note {
+            ticket,
+            agent,
+            file,
+            json,
+        } => agent::write(config_path, &ticket, &agent, &file, true, json, out),
+        TicketsCommand::Close { ticket, json } => {
+            agent::set_status(config_path, &ticket, TicketStatus::Closed, json, out)
         }
-        TicketsCommand::Show { ticket, json } => {
-            let Some(t) = store::ticket_by_ref(store.conn(), &ticket)? else {
-                problem(format_args!("no ticket {ticket}"));
-                return Ok(ExitCode::FAILURE);
-            };
-            let messages = store::ticket_messages(store.conn(), t.id)?;
-            if json {
-                let mut value = serde_json::to_value(&t)?;
-                value["messages"] = serde_json::to_value(&messages)?;
-                print::json(out, &value)?;
-            } else {
-                print::ticket(out, &t, &messages)?;
-            }
+        TicketsCommand::Open { ticket, json } => {
+            agent::set_status(config_path, &ticket, TicketStatus::Open, json, out)
         }
+        TicketsCommand::Pending { ticket, json } => {
+            agent::set_status(config_path, &ticket, TicketStatus::Pending, json, out)
+        }
+        TicketsCommand::Assign {
+            ticket,
+            agent,
+            json,
+        } => agent::assign(config_path, &ticket, &agent, json, out),
+    }
+}
+
+fn tickets_list(
+    config_path: &Path,
+    status: Option<&str>,
+    category: Option<&str>,
+    json: bool,
+    out: &mut Out,
+) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let store = open_store(&config)?;
+    let list = store::list_tickets(store.conn(), status, category)?;
+    if json {
+        print::json(out, &list)?;
+    } else {
+        print::tickets(out, &list)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ticket_show(
+    config_path: &Path,
+    ticket: &str,
+    json: bool,
+    out: &mut Out,
+) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let store = open_store(&config)?;
+    let Some(t) = store::ticket_by_ref(store.conn(), ticket)? else {
+        problem(format_args!("no ticket {ticket}"));
+        return Ok(ExitCode::FAILURE);
+    };
+    let messages = store::ticket_messages(store.conn(), t.id)?;
+    if json {
+        let mut value = serde_json::to_value(&t)?;
+        value["messages"] = serde_json::to_value(&messages)?;
+        print::json(out, &value)?;
+    } else {
+        print::ticket(out, &t, &messages)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,7 @@
 //! Output never goes through `println!`: a reader that closes early (`supportd tickets list |
 //! head -1`) ends a command quietly with its own exit code, where `println!` would panic.
 
+mod agent;
 mod args;
 mod commands;
 mod print;

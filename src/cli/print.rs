@@ -81,6 +81,11 @@ pub fn lint(problems: &[impl std::fmt::Display]) {
 }
 
 /// `value` as pretty JSON and a newline.
+/// One line of text.
+pub fn line(out: &mut impl Write, text: std::fmt::Arguments<'_>) -> io::Result<()> {
+    writeln!(out, "{text}")
+}
+
 pub fn json<T: Serialize>(out: &mut impl Write, value: &T) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, value)?;
     writeln!(out)
@@ -187,6 +192,12 @@ pub fn ticket(out: &mut impl Write, t: &Ticket, messages: &[MessageView]) -> io:
         t.customer,
         t.due_at.map(store::rfc3339).unwrap_or_else(|| "-".into())
     )?;
+    if let Some(agent) = &t.assignee {
+        writeln!(out, "assigned to {agent}")?;
+    }
+    if let Some(previous) = &t.previous {
+        writeln!(out, "continues {previous}")?;
+    }
     for m in messages {
         writeln!(
             out,

@@ -100,7 +100,7 @@ impl Templates {
         text.push_str(&crate::agent::command_help());
         text.push('\n');
         let subject = format!(
-            "{}: {}",
+            "{}{}",
             wording::notice_prefix(lang),
             super::subject_or_placeholder(input.original_subject)
         );

@@ -208,8 +208,8 @@ pub(super) fn agent_guidance(lang: Lang) -> &'static str {
 /// The subject prefix of an answer to an agent whose mail was not relayed.
 pub(super) fn notice_prefix(lang: Lang) -> &'static str {
     match lang {
-        Lang::Fr => "Non envoyé",
-        Lang::En => "Not sent",
+        Lang::Fr => "Non envoyé : ",
+        Lang::En => "Not sent: ",
     }
 }
 

@@ -27,6 +27,7 @@ use mail_parser::MessageParser;
 use serde_json::Value;
 
 use crate::helpers::app::App;
+use crate::helpers::config::TestConfig;
 use crate::helpers::crate_dir;
 use crate::helpers::log_filter;
 use crate::helpers::mailstack::{PrivateStack, Stack, maildir_files};
@@ -38,7 +39,7 @@ static LOCK: Mutex<()> = Mutex::new(());
 
 /// Runs one test body on its own runtime while holding [`LOCK`] (a failed test poisons it;
 /// the next one goes on regardless).
-fn e2e<F: Future<Output = ()>>(name: &str, body: impl FnOnce() -> F) {
+pub(crate) fn e2e<F: Future<Output = ()>>(name: &str, body: impl FnOnce() -> F) {
     let _one_at_a_time = LOCK.lock().unwrap_or_else(PoisonError::into_inner);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -53,7 +54,7 @@ fn e2e<F: Future<Output = ()>>(name: &str, body: impl FnOnce() -> F) {
 // -------------------------------------------------------------------------------- addresses
 
 /// A tag no other test, run or process has used: lower case (Dovecot lower-cases user names).
-fn tag() -> String {
+pub(crate) fn tag() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     format!(
         "{}{:06x}{}",
@@ -63,39 +64,49 @@ fn tag() -> String {
     )
 }
 
-fn customer(name: &str) -> String {
+pub(crate) fn customer(name: &str) -> String {
     format!("{name}-{}@boulangerie-martin.fr", tag())
 }
 
 // ---------------------------------------------------------------------------------- the world
 
 /// One test's daemon: config, database and log in a temp dir, its own addresses.
-struct World {
-    stack: Stack,
-    app: App,
-    log: PathBuf,
-    support: String,
-    team: String,
+pub(crate) struct World {
+    pub(crate) stack: Stack,
+    pub(crate) app: App,
+    pub(crate) log: PathBuf,
+    pub(crate) support: String,
+    pub(crate) team: String,
     child: Option<Child>,
     /// "ready" lines in the log seen so far (one per run).
     readies: usize,
 }
 
 impl World {
-    fn new(test: &str, stack: &Stack) -> World {
+    pub(crate) fn new(test: &str, stack: &Stack) -> World {
         Self::with_rules(test, stack, &crate_dir().join("rules"))
     }
 
-    fn with_rules(test: &str, stack: &Stack, rules_dir: &Path) -> World {
+    pub(crate) fn with_rules(test: &str, stack: &Stack, rules_dir: &Path) -> World {
+        Self::with_config(test, stack, |c| c.rules(rules_dir))
+    }
+
+    /// A world whose configuration `more` changes further (e.g. an `[agents]` section).
+    pub(crate) fn with_config(
+        test: &str,
+        stack: &Stack,
+        more: impl FnOnce(TestConfig) -> TestConfig,
+    ) -> World {
         let t = tag();
         let support = format!("support-{test}-{t}@example.test");
         let team = format!("team-{t}@example.test");
         let app = App::with(|c| {
-            c.address(&support)
-                .team(&team)
-                .rules(rules_dir)
-                .imap(stack, "poll_interval = \"2s\"")
-                .smtp(stack)
+            more(
+                c.address(&support)
+                    .team(&team)
+                    .imap(stack, "poll_interval = \"2s\"")
+                    .smtp(stack),
+            )
         });
         World {
             stack: stack.clone(),
@@ -110,7 +121,7 @@ impl World {
 
     /// Starts `supportd run`, its stderr appended to the log. The daemon logs at `info`
     /// whatever `TEST_LOG` says: the tests read its log.
-    fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         assert!(self.child.is_none(), "daemon already running");
         let log = OpenOptions::new()
             .create(true)
@@ -134,12 +145,12 @@ impl World {
     }
 
     /// Starts the daemon and waits until it said "ready" (connected to the mailbox).
-    async fn start_ready(&mut self) {
+    pub(crate) async fn start_ready(&mut self) {
         self.start();
         self.wait_ready().await;
     }
 
-    async fn wait_ready(&mut self) {
+    pub(crate) async fn wait_ready(&mut self) {
         let want = self.readies + 1;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -205,7 +216,7 @@ impl World {
     }
 
     /// SIGTERM and wait (the graceful stop between phases of a test).
-    async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         self.signal("-TERM");
         let (status, _) = self.wait_exit(Duration::from_secs(10)).await;
         assert!(status.success(), "supportd exited with {status}");
@@ -216,20 +227,20 @@ impl World {
     }
 
     /// Runs a one-shot subcommand that prints JSON.
-    fn json(&self, args: &[&str]) -> Value {
+    pub(crate) fn json(&self, args: &[&str]) -> Value {
         self.app.json(args)
     }
 
-    fn tickets(&self) -> i64 {
+    pub(crate) fn tickets(&self) -> i64 {
         self.app.stats().tickets
     }
 
-    fn inbound(&self) -> i64 {
+    pub(crate) fn inbound(&self) -> i64 {
         self.app.stats().messages
     }
 
     /// Waits until `n` messages were taken in and nothing is left to send.
-    async fn wait_settled(&self, inbound: i64, within: Duration) {
+    pub(crate) async fn wait_settled(&self, inbound: i64, within: Duration) {
         wait_until(
             &format!("{inbound} messages stored and the outbox sent"),
             within,
@@ -241,7 +252,7 @@ impl World {
         .await;
     }
 
-    async fn send(&self, from: Option<&str>, raw: &[u8]) -> Instant {
+    pub(crate) async fn send(&self, from: Option<&str>, raw: &[u8]) -> Instant {
         self.stack.send(from, &self.support, raw).await
     }
 }
@@ -269,7 +280,7 @@ impl Drop for World {
 
 /// Checks `ok` every 50 ms (it may run the binary: a tighter loop would take a core) until it
 /// holds, or fails after `within`.
-async fn wait_until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
+pub(crate) async fn wait_until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !ok() {
         assert!(
@@ -285,7 +296,7 @@ async fn wait_until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) 
 static MESSAGE_N: AtomicU32 = AtomicU32::new(0);
 
 /// A fresh Message-ID (without brackets).
-fn message_id() -> String {
+pub(crate) fn message_id() -> String {
     format!(
         "e2e-{}-{}@boulangerie-martin.fr",
         tag(),
@@ -307,7 +318,7 @@ fn encoded(text: &str) -> String {
 
 /// A plain-text mail as a person's client writes it; `extra` are further header lines
 /// (CRLF-terminated), `body` uses `\n` line ends.
-fn mail(
+pub(crate) fn mail(
     from: &str,
     name: &str,
     to: &str,
@@ -329,9 +340,9 @@ fn mail(
     .into_bytes()
 }
 
-const BILLING_SUBJECT: &str = "Prélèvement après résiliation";
+pub(crate) const BILLING_SUBJECT: &str = "Prélèvement après résiliation";
 
-fn billing_mail(from: &str, to: &str, id: &str) -> Vec<u8> {
+pub(crate) fn billing_mail(from: &str, to: &str, id: &str) -> Vec<u8> {
     mail(
         from,
         "Julie Martin",
@@ -346,35 +357,35 @@ fn billing_mail(from: &str, to: &str, id: &str) -> Vec<u8> {
     )
 }
 
-fn parse(raw: &[u8]) -> mail_parser::Message<'_> {
+pub(crate) fn parse(raw: &[u8]) -> mail_parser::Message<'_> {
     MessageParser::default()
         .parse(raw)
         .expect("a parsable message")
 }
 
-fn header(raw: &[u8], name: &str) -> String {
+pub(crate) fn header(raw: &[u8], name: &str) -> String {
     parse(raw)
         .header_raw(name)
         .map(|v| v.trim().to_string())
         .unwrap_or_default()
 }
 
-fn subject(raw: &[u8]) -> String {
+pub(crate) fn subject(raw: &[u8]) -> String {
     parse(raw).subject().unwrap_or_default().to_string()
 }
 
-fn body_text(raw: &[u8]) -> String {
+pub(crate) fn body_text(raw: &[u8]) -> String {
     parse(raw)
         .body_text(0)
         .map(|t| t.into_owned())
         .unwrap_or_default()
 }
 
-fn message_id_of(raw: &[u8]) -> String {
+pub(crate) fn message_id_of(raw: &[u8]) -> String {
     parse(raw).message_id().unwrap_or_default().to_string()
 }
 
-fn ids(value: &mail_parser::HeaderValue<'_>) -> Vec<String> {
+pub(crate) fn ids(value: &mail_parser::HeaderValue<'_>) -> Vec<String> {
     value
         .as_text_list()
         .unwrap_or_default()
@@ -383,7 +394,7 @@ fn ids(value: &mail_parser::HeaderValue<'_>) -> Vec<String> {
         .collect()
 }
 
-fn acks_in(outbox: &[Value]) -> Vec<&Value> {
+pub(crate) fn acks_in(outbox: &[Value]) -> Vec<&Value> {
     outbox.iter().filter(|o| o["kind"] == "ack").collect()
 }
 

@@ -29,6 +29,8 @@ pub struct TestConfig {
     smtp: Option<Stack>,
     /// Extra `key = value` lines for `[support]`.
     support_extra: Vec<String>,
+    /// Whole sections (`[agents]\n...`) appended as they are.
+    sections: Vec<String>,
 }
 
 impl TestConfig {
@@ -44,7 +46,14 @@ impl TestConfig {
             imap: None,
             smtp: None,
             support_extra: Vec::new(),
+            sections: Vec::new(),
         }
+    }
+
+    /// Appends a whole section, e.g. `"[agents]\naddresses = [\"a@b\"]"`.
+    pub fn section(mut self, text: &str) -> Self {
+        self.sections.push(text.into());
+        self
     }
 
     /// The support address; with [`TestConfig::imap`], also the IMAP user name.
@@ -130,6 +139,10 @@ impl TestConfig {
                 user = self.address,
                 password = stack.password,
             ));
+        }
+        for section in &self.sections {
+            text.push_str(section);
+            text.push('\n');
         }
         if let Some(stack) = &self.smtp {
             text.push_str(&format!(
