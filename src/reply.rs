@@ -151,6 +151,8 @@ pub struct NotificationInput<'a> {
     pub reply_to: Option<&'a str>,
     /// The closed ticket this one continues, if any.
     pub previous: Option<&'a str>,
+    /// Why the customer got no acknowledgement, when they got none.
+    pub ack_withheld: Option<&'a str>,
 }
 
 /// A mail ready for the outbox. Ids are without angle brackets.
@@ -202,6 +204,8 @@ struct NotificationContext<'a> {
     original_attached: bool,
     /// The closed ticket this one continues, or "".
     previous: &'a str,
+    /// Why the customer got no acknowledgement, or "".
+    ack_withheld: &'a str,
     support_name: &'a str,
     support_address: &'a str,
 }
@@ -377,6 +381,7 @@ impl Templates {
                     customer_message_id: "sample@example.test",
                     reply_to: full.then_some("support+CHT-1@example.test"),
                     previous: full.then_some("CHT-0"),
+                    ack_withheld: full.then_some("rate limit: 3 per hour"),
                 };
                 let ack = ack_context(&identity, &ack, lang);
                 let notification = notification_context(&identity, &notification, lang);
@@ -485,6 +490,7 @@ fn notification_context<'a>(
         automated: input.automated.unwrap_or_default(),
         original_attached: !input.original_raw.is_empty(),
         previous: input.previous.unwrap_or_default(),
+        ack_withheld: input.ack_withheld.unwrap_or_default(),
         support_name: &identity.name,
         support_address: &identity.address,
     }

@@ -23,6 +23,9 @@ pub struct AckPolicy {
     /// Mail the server received longer ago than this gets no acknowledgement
     /// (`guard.max_ack_age`; zero turns the check off).
     pub max_age: Duration,
+    /// With `guard.acknowledge = "authenticated"`: our server's authserv-id, whose
+    /// `Authentication-Results` must vouch for the sender before we answer.
+    pub authenticated_only: Option<String>,
 }
 
 impl AckPolicy {
@@ -33,7 +36,19 @@ impl AckPolicy {
             max_per_hour: config.guard.max_acks_per_hour,
             max_per_day: config.guard.max_acks_per_day,
             max_age: config.guard.max_ack_age,
+            authenticated_only: match config.guard.acknowledge {
+                crate::config::AcknowledgeMode::Authenticated => config.guard.authserv_id.clone(),
+                crate::config::AcknowledgeMode::Always => None,
+            },
         }
+    }
+
+    /// With `guard.acknowledge = "authenticated"`, why `msg` may not be answered: our server did
+    /// not vouch for its sender, who may be forged (an answer would be backscatter).
+    pub fn unauthenticated(&self, msg: &crate::parse::ParsedMessage) -> Option<Refusal> {
+        let authserv_id = self.authenticated_only.as_deref()?;
+        let verdict = super::sender_authenticated(msg, authserv_id);
+        (!verdict.passed()).then(|| Refusal::Unauthenticated(verdict.to_string()))
     }
 }
 
@@ -68,6 +83,8 @@ pub enum Refusal {
     HourlyLimit(u32),
     /// The sender had this many acknowledgements in the last day already.
     DailyLimit(u32),
+    /// `guard.acknowledge = "authenticated"` and our server did not vouch for the sender.
+    Unauthenticated(String),
 }
 
 impl std::fmt::Display for Refusal {
@@ -83,6 +100,7 @@ impl std::fmt::Display for Refusal {
             Refusal::Bouncing => f.write_str("address is bouncing"),
             Refusal::HourlyLimit(n) => write!(f, "rate limit: {n} per hour"),
             Refusal::DailyLimit(n) => write!(f, "rate limit: {n} per day"),
+            Refusal::Unauthenticated(why) => write!(f, "sender {why}"),
         }
     }
 }
@@ -172,6 +190,7 @@ mod tests {
             max_per_hour: 3,
             max_per_day: 10,
             max_age: Duration::from_secs(7 * 86400),
+            authenticated_only: None,
         }
     }
 
@@ -259,5 +278,39 @@ mod tests {
         );
         // Other senders' acknowledgements do not count.
         assert_eq!(decide(&day, "bob@example.net", None), Ok(()));
+    }
+}
+
+#[cfg(test)]
+mod authenticated_only {
+    use super::*;
+
+    #[test]
+    fn only_senders_our_server_vouched_for_are_answered_when_so_configured() {
+        let policy = AckPolicy {
+            own_addresses: Vec::new(),
+            max_per_hour: 3,
+            max_per_day: 10,
+            max_age: Duration::ZERO,
+            authenticated_only: Some("mx.example.test".into()),
+        };
+        let mail = |results: &str| {
+            crate::parse::parse(
+                format!("{results}From: ann@example.net\r\nSubject: x\r\n\r\nhello\r\n").as_bytes(),
+            )
+        };
+        let vouched =
+            mail("Authentication-Results: mx.example.test; dmarc=pass header.from=example.net\r\n");
+        assert_eq!(policy.unauthenticated(&vouched), None);
+        let forged = mail(
+            "Authentication-Results: mx.example.test; spf=fail smtp.mailfrom=ann@example.net\r\n",
+        );
+        let refusal = policy.unauthenticated(&forged).expect("refused");
+        assert_eq!(refusal.to_string(), "sender not authenticated (spf=fail)");
+        let always = AckPolicy {
+            authenticated_only: None,
+            ..policy
+        };
+        assert_eq!(always.unauthenticated(&forged), None);
     }
 }

@@ -195,9 +195,14 @@ impl Pipeline {
             drafts: drafts.as_slice(),
             kind: store::OutboxKind::Ack,
         };
-        let decision =
-            guard::may_acknowledge(&self.acks, &history, from, t.incoming.delivered_at, t.now)?;
+        let decision = match self.acks.unauthenticated(t.msg) {
+            Some(refusal) => Err(refusal),
+            None => {
+                guard::may_acknowledge(&self.acks, &history, from, t.incoming.delivered_at, t.now)?
+            }
+        };
         let refusal = decision.err().map(|r| r.to_string());
+        let withheld = refusal.clone();
         if let Some(reason) = &refusal {
             let address = t.msg.from.as_ref().map(|_| from);
             store::record_event(
@@ -247,7 +252,7 @@ impl Pipeline {
         } else {
             "new"
         };
-        if let Some(draft) = self.draft_notification(
+        if let Some(mut draft) = self.draft_notification(
             t.classifier,
             ticket,
             t.msg,
@@ -255,6 +260,10 @@ impl Pipeline {
             (matched, tips),
             action,
         ) {
+            if let Draft::Notification(n) = &mut draft {
+                // The team learns why the customer heard nothing from us.
+                n.ack_withheld = withheld;
+            }
             drafts.push(Arc::new(Planned {
                 outcome: t.at,
                 draft,
@@ -323,6 +332,7 @@ impl Pipeline {
             to,
             reply_to: Some(self.threading.plus_address(&ticket.ticket_ref)),
             previous: ticket.previous.clone(),
+            ack_withheld: None,
             ticket,
             message_id: self.signer.generate("note"),
         }))

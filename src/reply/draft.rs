@@ -108,6 +108,8 @@ pub struct NotificationDraft<'a> {
     pub reply_to: Option<String>,
     /// The closed ticket this one continues.
     pub previous: Option<String>,
+    /// Why the customer got no acknowledgement, when they got none.
+    pub ack_withheld: Option<String>,
     /// Our signed Message-ID, without brackets.
     pub message_id: String,
 }
@@ -194,6 +196,7 @@ impl Draft<'_> {
                         customer_message_id: customer_id(n.msg),
                         reply_to: n.reply_to.as_deref(),
                         previous: n.previous.as_deref(),
+                        ack_withheld: n.ack_withheld.as_deref(),
                     },
                 )
             }

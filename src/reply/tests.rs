@@ -73,6 +73,7 @@ fn notification_input<'a>(customer: &'a Mailbox, raw: &'a [u8]) -> NotificationI
         customer_message_id: "abc@mail.example.test",
         reply_to: Some("support+CHT-12@example.test"),
         previous: None,
+        ack_withheld: None,
     }
 }
 

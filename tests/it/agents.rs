@@ -328,3 +328,39 @@ fn tickets_reply_note_status_and_assign_from_the_command_line() {
     assert_eq!(app.ticket("CHT-2")["previous"], "CHT-1");
     assert_eq!(app.ticket("CHT-1")["status"], "closed");
 }
+
+/// `guard.acknowledge = "authenticated"`: a sender our server did not vouch for still gets a
+/// ticket, and the team is told why no acknowledgement went out (no backscatter to a forged
+/// address); a vouched sender is acknowledged.
+#[test]
+fn with_acknowledge_authenticated_only_vouched_senders_are_acknowledged() {
+    use crate::helpers::app::App;
+    let app = App::with(|c| {
+        c.section("[guard]\nauthserv_id = \"mx.example.test\"\nacknowledge = \"authenticated\"")
+    });
+    let mail = |name: &str, results: &str, id: &str| {
+        app.write(
+            name,
+            format!("{results}From: Ann <ann@customer.example>\r\nTo: support@example.test\r\nSubject: Widget vide\r\nMessage-ID: <{id}@customer.example>\r\n\r\nLe widget ne s'affiche plus sur notre site depuis hier soir.\r\n").as_bytes(),
+        )
+    };
+    let forged = app.ingest_one(&mail("forged.eml", "", "f1"));
+    assert_eq!(forged["action"], "new");
+    let reason = forged["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("sender not authenticated"), "{forged:#}");
+    let vouched = app.ingest_one(&mail(
+        "vouched.eml",
+        "Authentication-Results: mx.example.test; dkim=pass header.d=customer.example\r\n",
+        "v1",
+    ));
+    assert_eq!(vouched["ack"], "queued", "{vouched:#}");
+    let note = app
+        .outbox()
+        .into_iter()
+        .find(|o| o["kind"] == "notification" && o["ticket"] == "CHT-1")
+        .expect("the team is notified");
+    let raw =
+        String::from_utf8_lossy(&app.outbox_raw(note["id"].as_i64().expect("id"))).into_owned();
+    let text = crate::e2e::body_text(raw.as_bytes());
+    assert!(text.contains("sender not authenticated"), "{text}");
+}
