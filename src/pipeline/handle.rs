@@ -322,7 +322,7 @@ impl Pipeline {
             .category(&ticket.category)
             .map(|c| c.label_for(&self.default_locale).to_string())
             .unwrap_or_else(|| ticket.category.clone());
-        Some(Draft::Notification(NotificationDraft {
+        Some(Draft::Notification(Box::new(NotificationDraft {
             msg,
             original_raw: &incoming.raw,
             matched,
@@ -335,6 +335,6 @@ impl Pipeline {
             ack_withheld: None,
             ticket,
             message_id: self.signer.generate("note"),
-        }))
+        })))
     }
 }

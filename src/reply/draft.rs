@@ -24,7 +24,7 @@ pub enum Draft<'a> {
     /// The acknowledgement to the customer.
     Ack(AckDraft<'a>),
     /// The notification to the team (or the ticket's assignee).
-    Notification(NotificationDraft<'a>),
+    Notification(Box<NotificationDraft<'a>>),
     /// An agent's answer, to the customer.
     Relay(RelayDraft<'a>),
     /// Why an agent's mail was not relayed, to the agent.
