@@ -5,6 +5,10 @@ the acknowledgements in the customers' real Dovecot mailboxes, reply like a mail
 Usage: demo_mail.py send SUPPORT RUN_ID FIXTURE...   -> prints "customer<TAB>message-id" lines
        demo_mail.py wait-ack CUSTOMER [TIMEOUT]      -> prints the acknowledgement as it arrived
        demo_mail.py reply CUSTOMER SUPPORT TEXT      -> replies to the last acknowledgement
+       demo_mail.py agent-answer AGENT TEAM SUPPORT TOKEN TEXT
+                                                     -> the agent answers the team's notification
+                                                        whose subject has TOKEN, as a mail client
+       demo_mail.py wait-nth USER N [TIMEOUT]        -> prints USER's Nth message once it arrived
 """
 import email
 import email.policy
@@ -49,19 +53,61 @@ def send(support, run_id, fixtures):
 
 
 def wait_ack(customer, timeout=30.0):
+    return wait_nth(customer, 1, timeout, last=True)
+
+
+def wait_nth(user, n, timeout=30.0, last=False):
+    """User's Nth message (or the last one, once there are N)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        conn = imap(customer)
+        conn = imap(user)
         conn.select("INBOX", readonly=True)
         typ, data = conn.search(None, "ALL")
         ids = data[0].split()
-        if ids:
-            typ, msg = conn.fetch(ids[-1], "(BODY.PEEK[])")
+        if len(ids) >= n:
+            typ, msg = conn.fetch(ids[-1] if last else ids[n - 1], "(BODY.PEEK[])")
             conn.logout()
             return msg[0][1]
         conn.logout()
         time.sleep(0.3)
-    sys.exit(f"no acknowledgement for {customer} within {timeout} s")
+    sys.exit(f"{user}: fewer than {n} messages within {timeout} s")
+
+
+def find(user, token, timeout=30.0):
+    """The latest message in user's INBOX whose subject contains token."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        conn = imap(user)
+        conn.select("INBOX", readonly=True)
+        typ, data = conn.search(None, "ALL")
+        for i in reversed(data[0].split()):
+            typ, msg = conn.fetch(i, "(BODY.PEEK[])")
+            parsed = email.message_from_bytes(msg[0][1], policy=email.policy.default)
+            if token in (parsed["Subject"] or ""):
+                conn.logout()
+                return parsed
+        conn.logout()
+        time.sleep(0.3)
+    sys.exit(f"{user}: no message with {token} within {timeout} s")
+
+
+def agent_answer(agent, team, support, token, text):
+    """What an agent's mail client sends on Reply: to the notification's Reply-To, quoting it."""
+    note = find(team, token)
+    r = EmailMessage()
+    r["From"] = f"Alice <{agent}>"
+    r["To"] = note["Reply-To"]
+    r["Subject"] = "Re: " + note["Subject"]
+    r["Date"] = formatdate(localtime=True)
+    r["Message-ID"] = make_msgid(domain=agent.split("@")[1])
+    r["In-Reply-To"] = note["Message-ID"]
+    r["References"] = note["Message-ID"]
+    quoted = "\n".join("> " + l for l in note.get_body(preferencelist=("plain",)).get_content().splitlines())
+    r.set_content(f"{text}\n\nOn {time.strftime('%d/%m/%Y')}, Support wrote:\n{quoted}\n")
+    print(f"Reply-To of the notification: {note['Reply-To']}")
+    with smtplib.SMTP("127.0.0.1", SMTP_PORT) as smtp:
+        # A server with recipient_delimiter = + delivers support+CHT-1@ to support@'s mailbox.
+        smtp.send_message(r, to_addrs=[support])
 
 
 def show(raw):
@@ -98,5 +144,9 @@ if __name__ == "__main__":
         show(wait_ack(sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 30.0))
     elif cmd == "reply":
         reply(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif cmd == "agent-answer":
+        agent_answer(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6])
+    elif cmd == "wait-nth":
+        show(wait_nth(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]) if len(sys.argv) > 4 else 30.0))
     else:
         sys.exit(__doc__)
