@@ -5,10 +5,11 @@
 //! - [`mailbox`]: where raw messages come from (IMAP with IDLE, files, Maildir, stdin).
 //! - [`parse`]: raw bytes to a normalised message; never fails.
 //! - [`guard`]: is this mail automated (bounce, auto-reply, list, loop), and may we answer it.
+//! - [`agent`]: is it an agent's mail (listed and authenticated), and the commands at its top.
 //! - [`thread`]: which ticket a message belongs to, and whether its sender may join it.
 //! - [`classify`]: admin-edited regex rules pick the category and the known-problem tips.
 //! - [`store`]: SQLite, the only module that writes SQL.
-//! - [`reply`]: acknowledgement and team notification, rendered from templates.
+//! - [`reply`]: acknowledgement, team notification and relayed answers, rendered.
 //! - [`outbox`]: SMTP delivery of queued mail with retries.
 //! - [`pipeline`]: one batch of raw messages in, one committed transaction out.
 //! - [`daemon`]: intake and sender as tasks, signals, reload, systemd notify.
