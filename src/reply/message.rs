@@ -122,13 +122,7 @@ pub(super) fn build_relay(
         WHAT,
     )?;
     let to_address = to.email.to_string();
-    let builder = Message::builder()
-        .from(mailbox(Some(input.from_name), &identity.address, WHAT)?)
-        .date_now()
-        .message_id(Some(format!("<{message_id}>")))
-        .raw_header(raw("X-Auto-Response-Suppress", "All"))
-        .raw_header(raw(LOOP_HEADER, &identity.address))
-        .raw_header(raw("Content-Language", &input.locale.replace('_', "-")))
+    let builder = common_as(identity, input.from_name, input.locale, &message_id, WHAT)?
         .to(to)
         .subject(subject.clone());
     let builder = threading(builder, in_reply_to.as_deref(), &references);
@@ -196,8 +190,19 @@ fn common(
     message_id: &str,
     what: &'static str,
 ) -> Result<MessageBuilder, ReplyError> {
+    common_as(identity, &identity.name, locale, message_id, what)
+}
+
+/// [`common`] with another display name before our address (an agent's answer).
+fn common_as(
+    identity: &Identity,
+    display_name: &str,
+    locale: &str,
+    message_id: &str,
+    what: &'static str,
+) -> Result<MessageBuilder, ReplyError> {
     Ok(Message::builder()
-        .from(mailbox(Some(&identity.name), &identity.address, what)?)
+        .from(mailbox(Some(display_name), &identity.address, what)?)
         .date_now()
         .message_id(Some(format!("<{message_id}>")))
         .raw_header(raw("X-Auto-Response-Suppress", "All"))

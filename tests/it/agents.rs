@@ -116,16 +116,19 @@ fn an_agent_runs_a_ticket_from_a_mail_client_and_the_customer_sees_one_conversat
         assert_eq!(out[0]["from"], agent.as_str());
 
         // The customer answers the relayed mail: it threads back and reaches the team.
-        let reply = crate::e2e::mail(
-            &julie,
-            "Julie Martin",
-            &w.support,
-            &format!("Re: [CHT-1] {BILLING_SUBJECT}"),
-            &message_id(),
-            &format!("In-Reply-To: <{}>\r\n", message_id_of(relayed)),
-            "Merci beaucoup !",
-        );
-        w.send(Some(&julie), &reply).await;
+        let customer_answers = |text: &str| {
+            crate::e2e::mail(
+                &julie,
+                "Julie Martin",
+                &w.support,
+                &format!("Re: [CHT-1] {BILLING_SUBJECT}"),
+                &message_id(),
+                &format!("In-Reply-To: <{}>\r\n", message_id_of(relayed)),
+                text,
+            )
+        };
+        w.send(Some(&julie), &customer_answers("Merci beaucoup !"))
+            .await;
         stack.wait_inbox(&w.team, 2, Duration::from_secs(15)).await;
         assert_eq!(w.tickets(), 1);
 
@@ -143,15 +146,7 @@ fn an_agent_runs_a_ticket_from_a_mail_client_and_the_customer_sees_one_conversat
             status(&w, "CHT-1") == "pending"
         })
         .await;
-        let reply = crate::e2e::mail(
-            &julie,
-            "Julie Martin",
-            &w.support,
-            &format!("Re: [CHT-1] {BILLING_SUBJECT}"),
-            &message_id(),
-            &format!("In-Reply-To: <{}>\r\n", message_id_of(relayed)),
-            "Je confirme avoir bien reçu le remboursement, merci.",
-        );
+        let reply = customer_answers("Je confirme avoir bien reçu le remboursement, merci.");
         w.send(Some(&julie), &reply).await;
         crate::e2e::wait_until("pending -> open", Duration::from_secs(15), || {
             status(&w, "CHT-1") == "open"
@@ -165,15 +160,8 @@ fn an_agent_runs_a_ticket_from_a_mail_client_and_the_customer_sees_one_conversat
             status(&w, "CHT-1") == "closed"
         })
         .await;
-        let reply = crate::e2e::mail(
-            &julie,
-            "Julie Martin",
-            &w.support,
-            &format!("Re: [CHT-1] {BILLING_SUBJECT}"),
-            &message_id(),
-            &format!("In-Reply-To: <{}>\r\n", message_id_of(relayed)),
-            "Finalement, une seconde question sur la facture de décembre.",
-        );
+        let reply =
+            customer_answers("Finalement, une seconde question sur la facture de décembre.");
         w.send(Some(&julie), &reply).await;
         crate::e2e::wait_until("reopened", Duration::from_secs(15), || {
             status(&w, "CHT-1") == "open"
