@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod cases;
 mod cli;
 mod corpora;
 mod e2e;
