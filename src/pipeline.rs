@@ -374,7 +374,8 @@ impl Pipeline {
         }
         let now = store::now();
         let bracketed = format!("<{}>", msg.message_id);
-        if let Some(existing) = store::find_duplicate(conn, &msg.message_id, &msg.raw_sha256)? {
+        let known = store::find_duplicate(conn, &record::fingerprint(msg))?;
+        if let store::Known::Duplicate(existing) = known {
             store::record_event(
                 conn,
                 store::EventKind::Duplicate,
@@ -434,6 +435,9 @@ impl Pipeline {
             (None, None) => {
                 self.open_ticket(&turn, &mut outcome, drafts)?;
             }
+        }
+        if let store::Known::ReusedId { earlier } = known {
+            record::reused_message_id(conn, msg, &earlier, &incoming.source)?;
         }
         Ok(outcome)
     }

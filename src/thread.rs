@@ -191,9 +191,13 @@ impl Threading {
             }
         }
         let mut candidates: Vec<(i64, LinkReason)> = Vec::new();
-        if let Some((t, id)) = store::ticket_by_message_ids(conn, &ids)? {
+        if let Some((tickets, id)) = store::tickets_by_message_ids(conn, &ids)? {
+            // Several tickets when the id was reused by different messages: newest first.
             let ours = signer.origin(&id) == IdOrigin::Ours;
-            candidates.push((t, LinkReason::References { id, ours }));
+            for t in tickets {
+                let id = id.clone();
+                candidates.push((t, LinkReason::References { id, ours }));
+            }
         } else if let Some((t, id)) = store::ticket_by_shared_ref(conn, &ids)? {
             candidates.push((t, LinkReason::SharedReference { id }));
         }

@@ -67,6 +67,47 @@ pub(super) fn insert_inbound(
     Ok(row)
 }
 
+/// What tells `msg` apart from another message with its Message-ID.
+pub(super) fn fingerprint(msg: &ParsedMessage) -> store::Fingerprint<'_> {
+    store::Fingerprint {
+        message_id: &msg.message_id,
+        raw_sha256: &msg.raw_sha256,
+        from_addr: msg.from_address(),
+        date: msg.date,
+        subject: &msg.subject,
+        text: &msg.text,
+    }
+}
+
+/// `msg`, just stored, carries the Message-ID of the `earlier` rows but is another message:
+/// its row gets a warning and the event log says so (the message was handled as any other).
+pub(super) fn reused_message_id(
+    conn: &Connection,
+    msg: &ParsedMessage,
+    earlier: &[i64],
+    source: &str,
+) -> Result<(), StoreError> {
+    let Some((row, ticket_id)) = store::latest_with_message_id(conn, &msg.message_id)? else {
+        return Ok(());
+    };
+    let rows: Vec<String> = earlier.iter().map(|id| format!("#{id}")).collect();
+    let detail = format!(
+        "<{}> was already on message {} with another sender, date, subject or text; stored as a different message ({source})",
+        msg.message_id,
+        rows.join(", ")
+    );
+    tracing::warn!(message_id = %msg.message_id, source, "reused Message-ID: {detail}");
+    store::note_warning(conn, row, &format!("reused Message-ID: {detail}"))?;
+    store::record_event(
+        conn,
+        store::EventKind::ReusedMessageId,
+        ticket_id,
+        Some(row),
+        Some(msg.from_address()).filter(|a| !a.is_empty()),
+        &detail,
+    )
+}
+
 /// Everyone the customer wrote to, except us (`own_addresses`, and plus-addresses of
 /// `support_address`), may take part in the conversation.
 pub(super) fn add_cc_participants(

@@ -40,8 +40,9 @@ pub use mailboxes::{
     MailboxState, all_mailboxes, mailbox_state, record_fetch_error, record_fetch_ok, set_watermark,
 };
 pub use messages::{
-    Existing, MessageView, NewMessage, find_duplicate, insert_message, record_refs,
-    ticket_by_message_ids, ticket_by_shared_ref, ticket_messages,
+    Existing, Fingerprint, Known, MessageView, NewMessage, find_duplicate, insert_message,
+    latest_with_message_id, note_warning, record_refs, ticket_by_shared_ref, ticket_messages,
+    tickets_by_message_ids,
 };
 pub use outbox::{
     NewOutgoing, OutboxItem, acks_since, enqueue, is_bouncing, list_outbox, mark_bouncing,
@@ -102,7 +103,10 @@ impl StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Ordered migrations; the index + 1 is the `user_version` after applying it.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema.sql"),
+    include_str!("migration_message_id_reuse.sql"),
+];
 
 /// How long a connection waits for another process's lock (SQLite's busy timeout), and how
 /// long opening retries the steps for which SQLite does not wait.
@@ -495,6 +499,32 @@ mod tests {
         });
         assert!(matches!(other, Err(StoreError::Changed(_))));
         assert_eq!(other_calls, 1);
+    }
+
+    #[test]
+    fn a_database_of_the_first_schema_is_migrated_to_take_a_reused_message_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite3");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let version: i64 = store
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let insert = |sha: &str| {
+            store.conn().execute(
+                "INSERT INTO messages (direction, message_id, raw_sha256, received_at, action, size, raw)
+                 VALUES ('in', 'same@x', ?1, 0, 'new', 0, x'')",
+                params![sha],
+            )
+        };
+        insert("a").unwrap();
+        insert("b").unwrap();
     }
 
     #[test]

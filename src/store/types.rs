@@ -167,6 +167,9 @@ text_enum! {
     EventKind ("event kind") {
         /// A message already stored came again; nothing changed.
         Duplicate => "duplicate",
+        /// A different message came with the Message-ID of one already stored; it was stored
+        /// and handled as any other.
+        ReusedMessageId => "reused_message_id",
         /// A reply reopened a closed ticket.
         Reopened => "reopened",
         /// A delivery failure report for mail we sent; the address is marked bouncing.

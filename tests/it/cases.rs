@@ -5,12 +5,34 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use serde_json::Value;
+
 use crate::helpers::app::App;
-use crate::helpers::crate_dir;
+use crate::helpers::{crate_dir, db, fold};
 
 /// `fixtures/cases/NAME`.
 fn case(name: &str) -> PathBuf {
     crate_dir().join("fixtures/cases").join(name)
+}
+
+/// The inbound texts of ticket `reference`, each with its white space folded.
+fn ticket_texts(app: &App, reference: &str) -> Vec<String> {
+    let ticket = app.ticket(reference);
+    ticket["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{reference} has no messages: {ticket:#}"))
+        .iter()
+        .filter(|m| m["direction"] == "in")
+        .map(|m| fold(m["text"].as_str().unwrap_or_default()))
+        .collect()
+}
+
+/// The outbox rows of `kind` for ticket `reference`.
+fn outbox_for(app: &App, kind: &str, reference: &str) -> Vec<Value> {
+    app.outbox()
+        .into_iter()
+        .filter(|o| o["kind"] == kind && o["ticket"] == reference)
+        .collect()
 }
 
 /// Ingests `path` from `processes` processes started together on a fresh database, half of them reading the message on stdin as an MTA pipe does. Panics naming any
@@ -62,4 +84,119 @@ fn processes_starting_together_on_a_database_that_does_not_exist_all_succeed() {
             "round {round}"
         );
     }
+}
+
+// ------------------------------------------------------------------ (c) reused Message-IDs
+
+#[test]
+fn case_03_a_second_mail_under_a_reused_message_id_is_stored_and_handled() {
+    let app = App::new();
+    let first = app.ingest_one(&case("03-reused-message-id.1.eml"));
+    assert_eq!(first["action"], "new", "{first:#}");
+    let second = app.ingest_one(&case("03-reused-message-id.2.eml"));
+    assert_eq!(second["action"], "new", "{second:#}");
+    let reference = second["ticket"].as_str().expect("a ticket");
+    assert_ne!(second["ticket"], first["ticket"]);
+    assert_eq!(app.stats().messages, 2);
+    assert!(
+        ticket_texts(&app, reference)
+            .iter()
+            .any(|t| t.contains("erreur 500 lors du chargement")),
+        "{:#}",
+        app.ticket(reference)
+    );
+    assert_eq!(outbox_for(&app, "notification", reference).len(), 1);
+    let conn = db::open(&app.database);
+    assert_eq!(db::events(&conn, "reused_message_id"), 1);
+    let warnings = db::messages_from(&conn, "%03-reused-message-id.2.eml");
+    assert!(
+        warnings[0].warnings.contains("reused Message-ID"),
+        "{warnings:?}"
+    );
+
+    // The same file again changes nothing.
+    let (stats, outbox) = (app.stats(), app.outbox().len());
+    let again = app.ingest_one(&case("03-reused-message-id.2.eml"));
+    assert_eq!(again["action"], "duplicate", "{again:#}");
+    assert_eq!(again["ticket"], second["ticket"]);
+    let after = app.stats();
+    assert_eq!(
+        (after.messages, after.tickets, after.duplicates),
+        (stats.messages, stats.tickets, stats.duplicates + 1)
+    );
+    assert_eq!(app.outbox().len(), outbox);
+    assert_eq!(db::events(&conn, "reused_message_id"), 1);
+}
+
+/// A web form that stamps one Message-ID on every mail it relays, for two customers.
+fn web_form(from: &str, subject: &str, received: &str, body: &str) -> Vec<u8> {
+    format!(
+        "Received: from forms.example.net ({received})\r\n\
+         From: {from}\r\n\
+         To: support@example.test\r\n\
+         Subject: {subject}\r\n\
+         Date: Mon, 01 Dec 2026 08:00:00 +0000\r\n\
+         Message-ID: <contact-form@forms.example.net>\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=us-ascii\r\n\
+         \r\n\
+         {body}\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_form_reusing_one_id_for_two_customers_opens_two_tickets_and_threads_each_reply_home() {
+    let app = App::new();
+    let alice = web_form(
+        "Alice <alice@customers.example>",
+        "Login fails on the mobile app",
+        "10.0.0.1",
+        "Since the update I cannot log in on the mobile app, the password is refused.",
+    );
+    let bob = web_form(
+        "Bob <bob@customers.example>",
+        "Wrong VAT number on the invoice",
+        "10.0.0.2",
+        "Our invoice carries the VAT number of another company, please correct it.",
+    );
+    let a = app.ingest_one(&app.write("alice.eml", &alice));
+    let b = app.ingest_one(&app.write("bob.eml", &bob));
+    assert_eq!(
+        (a["action"].as_str(), b["action"].as_str()),
+        (Some("new"), Some("new"))
+    );
+    assert_ne!(a["ticket"], b["ticket"]);
+    // Bob's message relayed again by another host: other bytes, the same message.
+    let relayed = app.write(
+        "bob-again.eml",
+        &web_form(
+            "Bob <bob@customers.example>",
+            "Wrong VAT number on the invoice",
+            "10.0.0.9",
+            "Our invoice carries the VAT number of another company, please correct it.",
+        ),
+    );
+    let again = app.ingest_one(&relayed);
+    assert_eq!(again["action"], "duplicate", "{again:#}");
+    assert_eq!(again["ticket"], b["ticket"]);
+    // Alice answers citing the shared id: her ticket, though Bob's is the newer one with it.
+    let reply = app.write(
+        "alice-reply.eml",
+        b"From: Alice <alice@customers.example>\r\n\
+To: support@example.test\r\n\
+Subject: Re: Login fails on the mobile app\r\n\
+Date: Mon, 01 Dec 2026 09:00:00 +0000\r\n\
+Message-ID: <alice-reply-1@customers.example>\r\n\
+In-Reply-To: <contact-form@forms.example.net>\r\n\
+References: <contact-form@forms.example.net>\r\n\
+\r\n\
+It still fails this morning, on Android 15.\r\n",
+    );
+    let r = app.ingest_one(&reply);
+    assert_eq!(r["action"], "reply", "{r:#}");
+    assert_eq!(r["ticket"], a["ticket"]);
+    let stats = app.stats();
+    assert_eq!((stats.messages, stats.tickets), (3, 2));
+    assert_eq!(db::events(&db::open(&app.database), "reused_message_id"), 1);
 }
