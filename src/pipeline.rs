@@ -397,10 +397,14 @@ impl Pipeline {
         }
 
         let automated = &analysed.automated;
-        let is_bounce = automated
+        // Bounces and other delivery reports (delay notices) come from a mail server, not a
+        // participant.
+        let from_a_mailer = automated
             .as_ref()
-            .is_some_and(|a| a.kind == AutomatedKind::Bounce);
-        let link = self.threading.resolve(conn, &self.signer, msg, is_bounce)?;
+            .is_some_and(|a| matches!(a.kind, AutomatedKind::Bounce | AutomatedKind::Report));
+        let link = self
+            .threading
+            .resolve(conn, &self.signer, msg, from_a_mailer)?;
 
         let mut outcome = Outcome {
             source: incoming.source.clone(),

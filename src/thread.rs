@@ -155,8 +155,9 @@ impl Threading {
     /// The ticket `msg` continues, or `None` for a new request.
     ///
     /// Candidates are tried strongest first (see the module doc); the first one whose ticket
-    /// the sender may join wins. A bounce (`is_bounce`) of one of our signed messages joins
-    /// without the participant check: it comes from a mailer, not a participant. A cited id
+    /// the sender may join wins. A report from a mail server (`from_a_mailer`: a bounce, a
+    /// delay notice) about one of our signed messages joins without the participant check: it
+    /// comes from a mailer, not a participant. A cited id
     /// shaped like ours with a wrong signature is ignored and recorded as `forged_reference`;
     /// a candidate the sender may not join is recorded as `link_refused`.
     ///
@@ -167,7 +168,7 @@ impl Threading {
         conn: &Connection,
         signer: &MessageIdSigner,
         msg: &ParsedMessage,
-        is_bounce: bool,
+        from_a_mailer: bool,
     ) -> Result<Option<Link>, StoreError> {
         let hints = ThreadHints::from_message(msg, &self.prefix, &self.support_address);
         let from = msg.from_address();
@@ -217,7 +218,7 @@ impl Threading {
                 continue;
             };
             let ours = matches!(reason, LinkReason::References { ours: true, .. });
-            if (is_bounce && ours)
+            if (from_a_mailer && ours)
                 || may_join(from, &store::participants(conn, ticket_id)?, &self.agents)
             {
                 return Ok(Some(Link { ticket, reason }));

@@ -108,6 +108,32 @@ pub(super) fn reused_message_id(
     )
 }
 
+/// Automated mail (`reason` says why it is) stored as `messages` row `row` on `ticket`: the
+/// ticket is marked updated and keeps its status, since no person asked for anything; a
+/// closed ticket that stays closed is recorded as a `kept_closed` event.
+pub(super) fn automated_on_ticket(
+    conn: &Connection,
+    ticket: &store::Ticket,
+    row: i64,
+    reason: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    if store::touch_ticket_keep_status(conn, ticket.id, now)? == Some(store::TicketStatus::Closed) {
+        store::record_event(
+            conn,
+            store::EventKind::KeptClosed,
+            Some(ticket.id),
+            Some(row),
+            None,
+            &format!(
+                "automated mail ({reason}) left {} closed",
+                ticket.ticket_ref
+            ),
+        )?;
+    }
+    Ok(())
+}
+
 /// Everyone the customer wrote to, except us (`own_addresses`, and plus-addresses of
 /// `support_address`), may take part in the conversation.
 pub(super) fn add_cc_participants(

@@ -52,7 +52,7 @@ pub use outbox::{
 pub use shared::Shared;
 pub use tickets::{
     NewTicket, Ticket, add_participant, create_ticket, flag_ticket, list_tickets, participants,
-    set_ticket_status, ticket, ticket_by_ref, touch_ticket,
+    set_ticket_status, ticket, ticket_by_ref, touch_ticket, touch_ticket_keep_status,
 };
 pub use types::{
     Direction, EventKind, MessageAction, OutboxKind, OutboxStatus, ParticipantRole, TicketStatus,

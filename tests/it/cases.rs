@@ -8,11 +8,48 @@ use std::process::Stdio;
 use serde_json::Value;
 
 use crate::helpers::app::App;
-use crate::helpers::{crate_dir, db, fold};
+use crate::helpers::{crate_dir, db, fold, replace_bytes};
 
 /// `fixtures/cases/NAME`.
 fn case(name: &str) -> PathBuf {
     crate_dir().join("fixtures/cases").join(name)
+}
+
+/// The first outbox row of `kind` (`ack`, `notification`), by id.
+fn first_of(outbox: &[Value], kind: &str) -> Value {
+    outbox
+        .iter()
+        .filter(|o| o["kind"] == kind)
+        .min_by_key(|o| o["id"].as_i64())
+        .cloned()
+        .unwrap_or_else(|| panic!("no {kind} in the outbox: {outbox:#?}"))
+}
+
+/// Fills `@ACK_ID@`, `@ACK_SUBJECT@`, `@NOTE_ID@` and `@NOTE_SUBJECT@` in `raw` from the first
+/// acknowledgement and notification in the outbox (ids keep their angle brackets), as
+/// `../shared/cases/README.md` does; writes the result to the app's folder as `name`.
+fn filled(app: &App, raw: &[u8], name: &str) -> PathBuf {
+    let outbox = app.outbox();
+    let mut raw = raw.to_vec();
+    for (placeholder, kind, field) in [
+        ("@ACK_ID@", "ack", "message_id"),
+        ("@ACK_SUBJECT@", "ack", "subject"),
+        ("@NOTE_ID@", "notification", "message_id"),
+        ("@NOTE_SUBJECT@", "notification", "subject"),
+    ] {
+        if memchr::memmem::find(&raw, placeholder.as_bytes()).is_some() {
+            let row = first_of(&outbox, kind);
+            let value = row[field].as_str().expect("a string field");
+            raw = replace_bytes(&raw, placeholder.as_bytes(), value.as_bytes());
+        }
+    }
+    app.write(name, &raw)
+}
+
+/// [`filled`] for case file `name`.
+fn filled_case(app: &App, name: &str) -> PathBuf {
+    let raw = std::fs::read(case(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    filled(app, &raw, name)
 }
 
 /// The inbound texts of ticket `reference`, each with its white space folded.
@@ -199,4 +236,162 @@ It still fails this morning, on Android 15.\r\n",
     let stats = app.stats();
     assert_eq!((stats.messages, stats.tickets), (3, 2));
     assert_eq!(db::events(&db::open(&app.database), "reused_message_id"), 1);
+}
+
+// ------------------------------------------------------------------ (h) automated mail on a closed ticket
+
+/// Status of ticket `reference` from `tickets show`.
+fn status(app: &App, reference: &str) -> String {
+    app.ticket(reference)["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn case_17_an_out_of_office_answering_our_ack_leaves_the_closed_ticket_closed() {
+    let app = App::new();
+    let first = app.ingest_one(&case("17-oof-reopens-closed-ticket.1.eml"));
+    assert_eq!(first["ticket"], "CHT-1", "{first:#}");
+    let conn = db::open(&app.database);
+    db::set_ticket_status(&conn, "CHT-1", "closed");
+    let acks = app.stats().acks_queued;
+    let oof = app.ingest_one(&filled_case(&app, "17-oof-reopens-closed-ticket.2.eml"));
+    assert_eq!(oof["action"], "automated", "{oof:#}");
+    assert_eq!(oof["ticket"], "CHT-1");
+    assert_eq!(oof["ack"], "not_applicable");
+    assert_eq!(status(&app, "CHT-1"), "closed");
+    let stats = app.stats();
+    assert_eq!((stats.messages, stats.tickets), (2, 1));
+    assert_eq!(stats.acks_queued, acks);
+    assert_eq!(app.ticket("CHT-1")["message_count"], 2);
+    assert_eq!(db::events(&conn, "kept_closed"), 1);
+    assert_eq!(db::events(&conn, "reopened"), 0);
+}
+
+#[test]
+fn read_receipts_delay_notices_and_bounces_on_a_closed_ticket_leave_it_closed_but_a_person_reopens_it()
+ {
+    let app = App::new();
+    let request = app.write(
+        "request.eml",
+        b"From: Tom Baker <tom.baker@customers.example>\r\n\
+To: support@example.test\r\n\
+Subject: Cannot export my invoices\r\n\
+Date: Mon, 01 Dec 2026 08:00:00 +0000\r\n\
+Message-ID: <tb-1@customers.example>\r\n\
+\r\n\
+The export button on the invoices page does nothing, I need last year's invoices.\r\n",
+    );
+    assert_eq!(app.ingest_one(&request)["ticket"], "CHT-1");
+    let conn = db::open(&app.database);
+    db::set_ticket_status(&conn, "CHT-1", "closed");
+    // A Thunderbird read receipt (MDN) of our acknowledgement.
+    let receipt = b"From: Tom Baker <tom.baker@customers.example>\r\n\
+To: support@example.test\r\n\
+Subject: Return Receipt (displayed) - @ACK_SUBJECT@\r\n\
+Date: Mon, 01 Dec 2026 09:00:00 +0000\r\n\
+Message-ID: <mdn-1@customers.example>\r\n\
+In-Reply-To: @ACK_ID@\r\n\
+References: @ACK_ID@\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=disposition-notification; boundary=\"mdn\"\r\n\
+\r\n\
+--mdn\r\n\
+Content-Type: text/plain; charset=UTF-8\r\n\
+\r\n\
+This is a Return Receipt for the mail that you sent to tom.baker@customers.example.\r\n\
+--mdn\r\n\
+Content-Type: message/disposition-notification\r\n\
+\r\n\
+Reporting-UA: customers.example; Thunderbird\r\n\
+Final-Recipient: rfc822;tom.baker@customers.example\r\n\
+Original-Message-ID: @ACK_ID@\r\n\
+Disposition: manual-action/MDN-sent-manually; displayed\r\n\
+--mdn--\r\n";
+    // A Postfix delay notice for our acknowledgement.
+    let delay = b"From: MAILER-DAEMON@mx.customers.example (Mail Delivery System)\r\n\
+To: support@example.test\r\n\
+Subject: Delayed Mail (still being retried)\r\n\
+Date: Mon, 01 Dec 2026 12:00:00 +0000\r\n\
+Message-ID: <delay-1@mx.customers.example>\r\n\
+Auto-Submitted: auto-replied\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"d\"\r\n\
+\r\n\
+--d\r\n\
+Content-Type: text/plain\r\n\
+\r\n\
+This is the mail system at host mx.customers.example. Your message could not be delivered\r\n\
+for 4 hours. It will be retried until it is 5 days old.\r\n\
+--d\r\n\
+Content-Type: message/delivery-status\r\n\
+\r\n\
+Reporting-MTA: dns; mx.customers.example\r\n\
+\r\n\
+Final-Recipient: rfc822; tom.baker@customers.example\r\n\
+Action: delayed\r\n\
+Status: 4.4.1\r\n\
+\r\n\
+--d\r\n\
+Content-Type: text/rfc822-headers\r\n\
+\r\n\
+From: Support <support@example.test>\r\n\
+To: tom.baker@customers.example\r\n\
+Message-ID: @ACK_ID@\r\n\
+--d--\r\n";
+    // An Exim bounce of our acknowledgement.
+    let bounce = b"From: Mail Delivery System <Mailer-Daemon@mx.customers.example>\r\n\
+To: support@example.test\r\n\
+Subject: Mail delivery failed: returning message to sender\r\n\
+Date: Tue, 02 Dec 2026 08:00:00 +0000\r\n\
+Message-ID: <exim-1@mx.customers.example>\r\n\
+X-Failed-Recipients: tom.baker@customers.example\r\n\
+Auto-Submitted: auto-replied\r\n\
+\r\n\
+This message was created automatically by mail delivery software.\r\n\
+\r\n\
+A message that you sent could not be delivered to one or more of its\r\n\
+recipients. This is a permanent error. The following address(es) failed:\r\n\
+\r\n\
+  tom.baker@customers.example\r\n\
+    mailbox is full\r\n\
+\r\n\
+------ This is a copy of the message, including all the headers. ------\r\n\
+\r\n\
+From: Support <support@example.test>\r\n\
+Message-ID: @ACK_ID@\r\n\
+Subject: @ACK_SUBJECT@\r\n";
+    for (name, raw) in [
+        ("receipt.eml", &receipt[..]),
+        ("delay.eml", &delay[..]),
+        ("bounce.eml", &bounce[..]),
+    ] {
+        let outcome = app.ingest_one(&filled(&app, raw, name));
+        assert_eq!(outcome["action"], "automated", "{name}: {outcome:#}");
+        assert_eq!(outcome["ticket"], "CHT-1", "{name}: {outcome:#}");
+        assert_eq!(status(&app, "CHT-1"), "closed", "{name}");
+    }
+    assert_eq!(db::events(&conn, "kept_closed"), 3);
+    let stats = app.stats();
+    assert_eq!(
+        (stats.messages, stats.tickets, stats.acks_queued),
+        (4, 1, 1)
+    );
+    // The customer writing again, as a person, does reopen it.
+    let reply = filled(
+        &app,
+        b"From: Tom Baker <tom.baker@customers.example>\r\n\
+To: support@example.test\r\n\
+Subject: Re: @ACK_SUBJECT@\r\n\
+Date: Wed, 03 Dec 2026 08:00:00 +0000\r\n\
+Message-ID: <tb-2@customers.example>\r\n\
+In-Reply-To: @ACK_ID@\r\n\
+References: <tb-1@customers.example> @ACK_ID@\r\n\
+\r\n\
+The export still does nothing today, could someone look at it?\r\n",
+        "reply.eml",
+    );
+    assert_eq!(app.ingest_one(&reply)["action"], "reply");
+    assert_eq!(status(&app, "CHT-1"), "open");
 }
