@@ -381,7 +381,8 @@ impl Pipeline {
         }
         let now = store::now();
         let bracketed = format!("<{}>", msg.message_id);
-        if let Some(existing) = store::find_duplicate(conn, &msg.message_id, &msg.raw_sha256)? {
+        let known = store::find_duplicate(conn, &record::fingerprint(msg))?;
+        if let store::Known::Duplicate(existing) = known {
             store::record_event(
                 conn,
                 store::EventKind::Duplicate,
@@ -403,9 +404,11 @@ impl Pipeline {
         }
 
         let automated = &analysed.automated;
-        let is_bounce = automated
+        // Bounces and other delivery reports (delay notices) come from a mail server, not a
+        // participant.
+        let from_a_mailer = automated
             .as_ref()
-            .is_some_and(|a| a.kind == AutomatedKind::Bounce);
+            .is_some_and(|a| matches!(a.kind, AutomatedKind::Bounce | AutomatedKind::Report));
         let sender = match automated {
             Some(_) => Sender::Other,
             None => self.agents.recognise(msg, incoming.trusted_sender),
@@ -413,7 +416,7 @@ impl Pipeline {
         let is_agent = sender == Sender::Agent;
         let link = self
             .threading
-            .resolve(conn, &self.signer, msg, is_bounce, is_agent)?;
+            .resolve(conn, &self.signer, msg, from_a_mailer, is_agent)?;
 
         let mut outcome = Outcome {
             source: incoming.source.clone(),
@@ -464,6 +467,9 @@ impl Pipeline {
             (None, None) => {
                 self.open_ticket(&turn, None, &mut outcome, drafts)?;
             }
+        }
+        if let store::Known::ReusedId { earlier } = known {
+            record::reused_message_id(conn, msg, &earlier, &incoming.source)?;
         }
         Ok(outcome)
     }

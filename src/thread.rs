@@ -155,7 +155,8 @@ impl Threading {
     /// The ticket `msg` continues, or `None` for a new request.
     ///
     /// Candidates are tried strongest first (see the module doc); the first one whose ticket
-    /// the sender may join wins (an agent, `is_agent`, may join any). A bounce (`is_bounce`) of one of our signed messages joins
+    /// the sender may join wins (an agent, `is_agent`, may join any). A report from a mail
+    /// server (`from_a_mailer`: a bounce, a delay notice) about one of our signed messages joins
     /// without the participant check: it comes from a mailer, not a participant. A cited id
     /// shaped like ours with a wrong signature is ignored and recorded as `forged_reference`;
     /// a candidate the sender may not join is recorded as `link_refused`.
@@ -167,7 +168,7 @@ impl Threading {
         conn: &Connection,
         signer: &MessageIdSigner,
         msg: &ParsedMessage,
-        is_bounce: bool,
+        from_a_mailer: bool,
         is_agent: bool,
     ) -> Result<Option<Link>, StoreError> {
         let hints = ThreadHints::from_message(msg, &self.prefix, &self.support_address);
@@ -192,9 +193,13 @@ impl Threading {
             }
         }
         let mut candidates: Vec<(i64, LinkReason)> = Vec::new();
-        if let Some((t, id)) = store::ticket_by_message_ids(conn, &ids)? {
+        if let Some((tickets, id)) = store::tickets_by_message_ids(conn, &ids)? {
+            // Several tickets when the id was reused by different messages: newest first.
             let ours = signer.origin(&id) == IdOrigin::Ours;
-            candidates.push((t, LinkReason::References { id, ours }));
+            for t in tickets {
+                let id = id.clone();
+                candidates.push((t, LinkReason::References { id, ours }));
+            }
         } else if let Some((t, id)) = store::ticket_by_shared_ref(conn, &ids)? {
             candidates.push((t, LinkReason::SharedReference { id }));
         }
@@ -214,7 +219,7 @@ impl Threading {
                 continue;
             };
             let ours = matches!(reason, LinkReason::References { ours: true, .. });
-            if (is_bounce && ours)
+            if (from_a_mailer && ours)
                 || may_join(from, &store::participants(conn, ticket_id)?, is_agent)
             {
                 return Ok(Some(Link { ticket, reason }));

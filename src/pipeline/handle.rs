@@ -55,7 +55,7 @@ impl Pipeline {
         if let Some(ticket) = ticket {
             outcome.ticket = Some(ticket.ticket_ref.clone());
             outcome.category = Some(ticket.category.clone());
-            store::touch_ticket(t.conn, ticket.id, t.now)?;
+            record::automated_on_ticket(t.conn, ticket, row, &auto.reason, t.now)?;
         }
         if auto.kind == AutomatedKind::Bounce {
             record::record_bounce(t.conn, t.msg, ticket, row, t.now)?;

@@ -67,6 +67,73 @@ pub(super) fn insert_inbound(
     Ok(row)
 }
 
+/// What tells `msg` apart from another message with its Message-ID.
+pub(super) fn fingerprint(msg: &ParsedMessage) -> store::Fingerprint<'_> {
+    store::Fingerprint {
+        message_id: &msg.message_id,
+        raw_sha256: &msg.raw_sha256,
+        from_addr: msg.from_address(),
+        date: msg.date,
+        subject: &msg.subject,
+        text: &msg.text,
+    }
+}
+
+/// `msg`, just stored, carries the Message-ID of the `earlier` rows but is another message:
+/// its row gets a warning and the event log says so (the message was handled as any other).
+pub(super) fn reused_message_id(
+    conn: &Connection,
+    msg: &ParsedMessage,
+    earlier: &[i64],
+    source: &str,
+) -> Result<(), StoreError> {
+    let Some((row, ticket_id)) = store::latest_with_message_id(conn, &msg.message_id)? else {
+        return Ok(());
+    };
+    let rows: Vec<String> = earlier.iter().map(|id| format!("#{id}")).collect();
+    let detail = format!(
+        "<{}> was already on message {} with another sender, date, subject or text; stored as a different message ({source})",
+        msg.message_id,
+        rows.join(", ")
+    );
+    tracing::warn!(message_id = %msg.message_id, source, "reused Message-ID: {detail}");
+    store::note_warning(conn, row, &format!("reused Message-ID: {detail}"))?;
+    store::record_event(
+        conn,
+        store::EventKind::ReusedMessageId,
+        ticket_id,
+        Some(row),
+        Some(msg.from_address()).filter(|a| !a.is_empty()),
+        &detail,
+    )
+}
+
+/// Automated mail (`reason` says why it is) stored as `messages` row `row` on `ticket`: the
+/// ticket is marked updated and keeps its status, since no person asked for anything; a
+/// closed ticket that stays closed is recorded as a `kept_closed` event.
+pub(super) fn automated_on_ticket(
+    conn: &Connection,
+    ticket: &store::Ticket,
+    row: i64,
+    reason: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    if store::touch_ticket_keep_status(conn, ticket.id, now)? == Some(store::TicketStatus::Closed) {
+        store::record_event(
+            conn,
+            store::EventKind::KeptClosed,
+            Some(ticket.id),
+            Some(row),
+            None,
+            &format!(
+                "automated mail ({reason}) left {} closed",
+                ticket.ticket_ref
+            ),
+        )?;
+    }
+    Ok(())
+}
+
 /// Everyone the customer wrote to, except us (`own_addresses`, and plus-addresses of
 /// `support_address`), may take part in the conversation.
 pub(super) fn add_cc_participants(

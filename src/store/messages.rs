@@ -17,26 +17,80 @@ pub struct Existing {
     pub category: Option<String>,
 }
 
-/// Finds a stored inbound message with the same Message-ID or the same raw bytes (`sha` is
-/// the hex SHA-256 of the raw message).
-pub fn find_duplicate(conn: &Connection, message_id: &str, sha: &str) -> Result<Option<Existing>> {
-    // Two single-table lookups, each on its own index.
+/// What makes two inbound messages the same one: the same raw bytes, or the same Message-ID
+/// with the same sender, date, subject and text.
+#[derive(Debug, Clone, Copy)]
+pub struct Fingerprint<'a> {
+    /// Without angle brackets.
+    pub message_id: &'a str,
+    /// Hex SHA-256 of the raw bytes.
+    pub raw_sha256: &'a str,
+    /// Lower-cased, "" when there is none.
+    pub from_addr: &'a str,
+    /// The Date header, unix seconds.
+    pub date: Option<i64>,
+    pub subject: &'a str,
+    /// The whole text body, as stored in `full_text`.
+    pub text: &'a str,
+}
+
+/// What the store already holds of a new inbound message.
+#[derive(Debug, Clone)]
+pub enum Known {
+    /// Neither its bytes nor its Message-ID.
+    New,
+    /// The same message came again: nothing is to change.
+    Duplicate(Existing),
+    /// A different message carries the same Message-ID (a CRM or a web form that stamps one id
+    /// on everything): it is stored and handled as any other. `earlier` are the `messages` row
+    /// ids of the others, oldest first.
+    ReusedId { earlier: Vec<i64> },
+}
+
+/// Looks the inbound message `m` up: the same id with the same sender, date, subject and text,
+/// or the same raw bytes, is a [`Known::Duplicate`]; the same id on anything else is a
+/// [`Known::ReusedId`].
+pub fn find_duplicate(conn: &Connection, m: &Fingerprint<'_>) -> Result<Known> {
     let row =
         |r: &rusqlite::Row<'_>| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?, r.get(2)?));
+    // Each lookup runs on its own index; the text is compared only on rows with the same id.
     let mut found = conn
         .prepare_cached(
-            "SELECT id, ticket_id, category FROM messages WHERE message_id = ?1 AND direction = ?2",
+            "SELECT id, ticket_id, category FROM messages
+             WHERE message_id = ?1 AND direction = ?2 AND from_addr = ?3 AND date IS ?4
+               AND subject = ?5 AND full_text = ?6
+             ORDER BY id LIMIT 1",
         )?
-        .query_row(params![message_id, Direction::In], row)
+        .query_row(
+            params![
+                m.message_id,
+                Direction::In,
+                m.from_addr,
+                m.date,
+                m.subject,
+                m.text
+            ],
+            row,
+        )
         .optional()?;
     if found.is_none() {
         found = conn
             .prepare_cached("SELECT id, ticket_id, category FROM messages WHERE raw_sha256 = ?1 AND direction = ?2 LIMIT 1")?
-            .query_row(params![sha, Direction::In], row)
+            .query_row(params![m.raw_sha256, Direction::In], row)
             .optional()?;
     }
     let Some((id, ticket_id, category)) = found else {
-        return Ok(None);
+        let earlier: Vec<i64> = conn
+            .prepare_cached(
+                "SELECT id FROM messages WHERE message_id = ?1 AND direction = ?2 ORDER BY id",
+            )?
+            .query_map(params![m.message_id, Direction::In], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        return Ok(if earlier.is_empty() {
+            Known::New
+        } else {
+            Known::ReusedId { earlier }
+        });
     };
     let ticket_ref = match ticket_id {
         Some(t) => conn
@@ -45,29 +99,64 @@ pub fn find_duplicate(conn: &Connection, message_id: &str, sha: &str) -> Result<
             .optional()?,
         None => None,
     };
-    Ok(Some(Existing {
+    Ok(Known::Duplicate(Existing {
         id,
         ticket_ref,
         category,
     }))
 }
 
-/// The ticket (row id) of the first of `ids` that names a stored message (ours or theirs) on a
-/// ticket, with that id.
-pub fn ticket_by_message_ids(conn: &Connection, ids: &[String]) -> Result<Option<(i64, String)>> {
+/// The newest inbound `messages` row with `message_id`, and its ticket: `(row id, ticket id)`.
+pub fn latest_with_message_id(
+    conn: &Connection,
+    message_id: &str,
+) -> Result<Option<(i64, Option<i64>)>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, ticket_id FROM messages WHERE message_id = ?1 AND direction = ?2
+             ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row(params![message_id, Direction::In], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?)
+}
+
+/// Adds one line to the parse warnings kept with `messages` row `id`.
+pub fn note_warning(conn: &Connection, id: i64, warning: &str) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE messages SET warnings = CASE WHEN warnings = '' THEN ?2
+                                             ELSE warnings || char(10) || ?2 END
+         WHERE id = ?1",
+    )?
+    .execute(params![id, warning])?;
+    Ok(())
+}
+
+/// The tickets (row ids) of the first of `ids` that names a stored message (ours or theirs) on
+/// a ticket, with that id. One of our ids names one message; someone else's may be on several
+/// rows (a reused id), so its tickets come newest first, for the caller to pick the one the
+/// sender may join.
+pub fn tickets_by_message_ids(
+    conn: &Connection,
+    ids: &[String],
+) -> Result<Option<(Vec<i64>, String)>> {
     let mut theirs = conn.prepare_cached(
-        "SELECT ticket_id FROM messages WHERE message_id = ?1 AND ticket_id IS NOT NULL LIMIT 1",
+        "SELECT ticket_id FROM messages WHERE message_id = ?1 AND ticket_id IS NOT NULL
+         GROUP BY ticket_id ORDER BY MAX(id) DESC",
     )?;
     let mut ours = conn.prepare_cached(
         "SELECT ticket_id FROM outbox WHERE message_id = ?1 AND ticket_id IS NOT NULL",
     )?;
     for id in ids {
-        let found = match ours.query_row(params![id], |r| r.get(0)).optional()? {
-            Some(t) => Some(t),
-            None => theirs.query_row(params![id], |r| r.get(0)).optional()?,
+        let tickets: Vec<i64> = match ours.query_row(params![id], |r| r.get(0)).optional()? {
+            Some(t) => vec![t],
+            None => theirs
+                .query_map(params![id], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?,
         };
-        if let Some(t) = found {
-            return Ok(Some((t, id.clone())));
+        if !tickets.is_empty() {
+            return Ok(Some((tickets, id.clone())));
         }
     }
     Ok(None)
@@ -140,8 +229,7 @@ pub struct NewMessage<'a> {
 /// Stores a message; returns its row id.
 ///
 /// # Errors
-/// Besides the database's own, a second inbound message with the same Message-ID (the unique
-/// index on (message_id, direction)).
+/// The database's own. Two messages may share a Message-ID ([`Known::ReusedId`]).
 pub fn insert_message(conn: &Connection, m: &NewMessage<'_>) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO messages (ticket_id, direction, message_id, raw_sha256, in_reply_to, refs,
@@ -226,4 +314,136 @@ pub fn ticket_messages(conn: &Connection, ticket_id: i64) -> Result<Vec<MessageV
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::temp_store;
+    use crate::store::{NewTicket, create_ticket};
+
+    fn stored<'a>(
+        ticket_id: Option<i64>,
+        id: &'a str,
+        sha: &'a str,
+        text: &'a str,
+    ) -> NewMessage<'a> {
+        NewMessage {
+            ticket_id,
+            direction: Direction::In,
+            message_id: id,
+            raw_sha256: sha,
+            in_reply_to: "",
+            refs: "",
+            from_addr: "a@b.fr",
+            from_name: None,
+            to_addrs: "",
+            subject: "Invoice",
+            date: Some(100),
+            received_at: 100,
+            action: MessageAction::New,
+            category: None,
+            language: None,
+            automated: None,
+            new_text: text,
+            full_text: text,
+            attachments: "[]",
+            size: 1,
+            raw: b"raw",
+            source: "test",
+            warnings: "",
+            error: None,
+        }
+    }
+
+    fn print<'a>(id: &'a str, sha: &'a str, text: &'a str) -> Fingerprint<'a> {
+        Fingerprint {
+            message_id: id,
+            raw_sha256: sha,
+            from_addr: "a@b.fr",
+            date: Some(100),
+            subject: "Invoice",
+            text,
+        }
+    }
+
+    #[test]
+    fn only_the_same_bytes_or_the_same_message_under_its_id_is_a_duplicate() {
+        let (_d, store) = temp_store();
+        let conn = store.conn();
+        let first = insert_message(conn, &stored(None, "m@x", "sha1", "twelve users")).unwrap();
+        assert!(matches!(
+            find_duplicate(conn, &print("other@x", "sha9", "x")).unwrap(),
+            Known::New
+        ));
+        // Delivered again along another path: other bytes, the same message.
+        let again = find_duplicate(conn, &print("m@x", "sha2", "twelve users")).unwrap();
+        assert!(matches!(again, Known::Duplicate(e) if e.id == first));
+        // The same bytes under any id.
+        let bytes = find_duplicate(conn, &print("q@x", "sha1", "")).unwrap();
+        assert!(matches!(bytes, Known::Duplicate(e) if e.id == first));
+        // The id reused on another text, then on another sender: stored beside it.
+        let reused = find_duplicate(conn, &print("m@x", "sha3", "error 500")).unwrap();
+        assert!(matches!(&reused, Known::ReusedId { earlier } if earlier == &[first]));
+        let second = insert_message(conn, &stored(None, "m@x", "sha3", "error 500")).unwrap();
+        let other_sender = Fingerprint {
+            from_addr: "c@d.fr",
+            ..print("m@x", "sha4", "twelve users")
+        };
+        assert!(matches!(
+            find_duplicate(conn, &other_sender).unwrap(),
+            Known::ReusedId { earlier } if earlier == [first, second]
+        ));
+        assert_eq!(
+            latest_with_message_id(conn, "m@x").unwrap(),
+            Some((second, None))
+        );
+        note_warning(conn, second, "one").unwrap();
+        note_warning(conn, second, "two").unwrap();
+        let warnings: String = conn
+            .query_row(
+                "SELECT warnings FROM messages WHERE id = ?1",
+                [second],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(warnings, "one\ntwo");
+    }
+
+    #[test]
+    fn a_reused_id_names_each_of_its_tickets_newest_first() {
+        let (_d, mut store) = temp_store();
+        let tx = store.begin().unwrap();
+        let ticket = |n: &str| {
+            create_ticket(
+                &tx,
+                &NewTicket {
+                    prefix: "CHT",
+                    customer: n,
+                    customer_name: None,
+                    subject: "s",
+                    category: "billing",
+                    created_at: 1,
+                    due_at: None,
+                    language: "fr",
+                },
+            )
+            .unwrap()
+            .0
+        };
+        let (one, two) = (ticket("a@b.fr"), ticket("c@d.fr"));
+        insert_message(&tx, &stored(Some(one), "m@x", "sha1", "first")).unwrap();
+        insert_message(&tx, &stored(Some(two), "m@x", "sha2", "second")).unwrap();
+        insert_message(&tx, &stored(Some(one), "n@x", "sha3", "third")).unwrap();
+        let ids = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            tickets_by_message_ids(&tx, &ids(&["unknown@x", "m@x", "n@x"])).unwrap(),
+            Some((vec![two, one], "m@x".to_string()))
+        );
+        assert_eq!(
+            tickets_by_message_ids(&tx, &ids(&["n@x"])).unwrap(),
+            Some((vec![one], "n@x".to_string()))
+        );
+        assert_eq!(tickets_by_message_ids(&tx, &ids(&["z@x"])).unwrap(), None);
+    }
 }

@@ -44,8 +44,9 @@ pub use mailboxes::{
     MailboxState, all_mailboxes, mailbox_state, record_fetch_error, record_fetch_ok, set_watermark,
 };
 pub use messages::{
-    Existing, MessageView, NewMessage, find_duplicate, insert_message, record_refs,
-    ticket_by_message_ids, ticket_by_shared_ref, ticket_messages,
+    Existing, Fingerprint, Known, MessageView, NewMessage, find_duplicate, insert_message,
+    latest_with_message_id, note_warning, record_refs, ticket_by_shared_ref, ticket_messages,
+    tickets_by_message_ids,
 };
 pub use outbox::{
     NewOutgoing, OutboxItem, acks_since, enqueue, is_bouncing, list_outbox, mark_bouncing,
@@ -109,7 +110,63 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 const MIGRATIONS: &[&str] = &[
     include_str!("schema.sql"),
     include_str!("migration_agents.sql"),
+    include_str!("migration_message_id_reuse.sql"),
 ];
+
+/// How long a connection waits for another process's lock (SQLite's busy timeout), and how
+/// long opening retries the steps for which SQLite does not wait.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Applies the migrations `user_version` says are pending, in one IMMEDIATE transaction.
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Re-read under the write lock: another process may have migrated meanwhile.
+    let version_now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(version_now.max(version) as usize)
+    {
+        tx.execute_batch(sql)?;
+        if sql.contains("writable_schema") {
+            // Edited schema text is read again only once the schema version moves.
+            let schema: i64 = tx.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
+            tx.pragma_update(None, "schema_version", schema + 1)?;
+            let check: String = tx.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+            if check != "ok" {
+                tracing::error!("migration {} left the schema damaged: {check}", i + 1);
+                return Err(StoreError::Sqlite(rusqlite::Error::InvalidQuery));
+            }
+        }
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Runs `step` until it is not [`StoreError::Busy`], sleeping between attempts (1 ms,
+/// doubling up to 100 ms) for at most `limit` in all; then returns its last answer.
+///
+/// For what SQLite reports busy without calling the busy handler: a lock another connection
+/// holds that waiting in place could never get (a journal-mode change, a read lock to upgrade).
+fn retry_busy<T>(limit: Duration, mut step: impl FnMut() -> Result<T>) -> Result<T> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match step() {
+            Err(StoreError::Busy(e)) => {
+                let now = std::time::Instant::now();
+                if now >= deadline {
+                    return Err(StoreError::Busy(e));
+                }
+                std::thread::sleep(pause.min(deadline - now));
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
 
 /// An open database.
 pub struct Store {
@@ -179,11 +236,17 @@ impl Store {
     }
 
     fn setup(mut conn: Connection) -> Result<Store> {
-        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         // The ingest path uses some 25 distinct statements; rusqlite's default cache of 16 made
         // every message re-prepare most of them.
         conn.set_prepared_statement_cache_capacity(64);
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
+        // Two processes opening a database that does not exist yet (an MTA pipe beside the
+        // daemon): switching the fresh file to WAL needs an exclusive lock, and SQLite answers
+        // BUSY at once, without calling the busy handler, while the other one holds a lock.
+        retry_busy(BUSY_TIMEOUT, || {
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))
+                .map_err(StoreError::from)
+        })?;
         // FULL: a commit survives power loss, which is what "marked done on the server only after
         // it is committed" relies on. Batching keeps the fsync cost per message small.
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -192,30 +255,8 @@ impl Store {
         // dedupe and threading lookup went to the OS for its index pages.
         conn.pragma_update(None, "cache_size", -32768)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // Re-read under the write lock: another process may have migrated meanwhile.
-        let version_now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        for (i, sql) in MIGRATIONS
-            .iter()
-            .enumerate()
-            .skip(version_now.max(version) as usize)
-        {
-            tx.execute_batch(sql)?;
-            if sql.contains("writable_schema") {
-                // Edited schema text is read again only once the schema version moves.
-                let schema: i64 = tx.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
-                tx.pragma_update(None, "schema_version", schema + 1)?;
-                let check: String = tx.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
-                if check != "ok" {
-                    return Err(StoreError::Sqlite(rusqlite::Error::InvalidQuery)).inspect_err(
-                        |_| tracing::error!("migration {} left the schema damaged: {check}", i + 1),
-                    );
-                }
-            }
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        }
-        tx.commit()?;
+        // The same for the migrations: another process may be creating the schema.
+        retry_busy(BUSY_TIMEOUT, || migrate(&mut conn))?;
         Ok(Store {
             conn,
             checkpointer: None,
@@ -241,7 +282,7 @@ impl Store {
             return Ok(()); // in-memory: nothing to checkpoint
         };
         let conn = Connection::open(&path)?;
-        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         let (nudge, nudged) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
@@ -419,9 +460,66 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_database_migrates_keeping_its_rows_and_accepts_the_new_values() {
+    fn processes_opening_a_fresh_database_at_once_all_succeed() {
+        // The race is narrow (about one open in a thousand failed before), so many rounds of
+        // six connections released together on a file that does not exist yet.
+        for round in 0..100 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("fresh/s.sqlite3");
+            let start = std::sync::Arc::new(std::sync::Barrier::new(6));
+            let openers: Vec<_> = (0..6)
+                .map(|_| {
+                    let (path, start) = (path.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        Store::open(&path).and_then(|mut s| s.hmac_key())
+                    })
+                })
+                .collect();
+            let keys: Vec<Vec<u8>> = openers
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap()
+                        .unwrap_or_else(|e| panic!("round {round}: {e}"))
+                })
+                .collect();
+            assert!(keys.windows(2).all(|w| w[0] == w[1]), "round {round}");
+        }
+    }
+
+    #[test]
+    fn busy_steps_are_retried_until_they_pass_or_time_runs_out() {
+        let busy = || {
+            StoreError::Busy(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                None,
+            ))
+        };
+        let mut calls = 0;
+        let passed = retry_busy(Duration::from_secs(5), || {
+            calls += 1;
+            if calls < 4 { Err(busy()) } else { Ok(calls) }
+        });
+        assert_eq!(passed.unwrap(), 4);
+        let started = std::time::Instant::now();
+        let gave_up = retry_busy(Duration::from_millis(50), || -> Result<()> { Err(busy()) });
+        assert!(matches!(gave_up, Err(StoreError::Busy(_))));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // Other errors are not retried.
+        let mut other_calls = 0;
+        let other = retry_busy(Duration::from_secs(5), || -> Result<()> {
+            other_calls += 1;
+            Err(StoreError::Changed("no".into()))
+        });
+        assert!(matches!(other, Err(StoreError::Changed(_))));
+        assert_eq!(other_calls, 1);
+    }
+
+    #[test]
+    fn a_version_1_database_migrates_keeping_its_rows_and_takes_the_new_values_and_a_reused_id() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v1.sqlite3");
+        let path = dir.path().join("s.sqlite3");
         {
             let conn = Connection::open(&path).unwrap();
             conn.execute_batch(MIGRATIONS[0]).unwrap();
@@ -461,6 +559,15 @@ mod tests {
                 [],
             )
             .unwrap();
+        let insert = |sha: &str| {
+            store.conn().execute(
+                "INSERT INTO messages (direction, message_id, raw_sha256, received_at, action, size, raw)
+                 VALUES ('in', 'same@x', ?1, 0, 'new', 0, x'')",
+                params![sha],
+            )
+        };
+        insert("a").unwrap();
+        insert("b").unwrap();
     }
 
     #[test]

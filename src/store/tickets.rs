@@ -200,11 +200,18 @@ pub fn touch_ticket(conn: &Connection, ticket_id: i64, at: i64) -> Result<bool> 
     Ok(reopened)
 }
 
-/// Marks the ticket updated at `at`, whatever its status.
-pub fn touch_ticket_keep_status(conn: &Connection, ticket_id: i64, at: i64) -> Result<()> {
-    conn.prepare_cached("UPDATE tickets SET updated_at = ?2 WHERE id = ?1")?
-        .execute(params![ticket_id, at])?;
-    Ok(())
+/// Marks the ticket updated at `at` (unix seconds) and leaves its status as it is, for mail
+/// that must not reopen it (automated mail); returns that status, or `None` when there is no
+/// such ticket.
+pub fn touch_ticket_keep_status(
+    conn: &Connection,
+    ticket_id: i64,
+    at: i64,
+) -> Result<Option<TicketStatus>> {
+    Ok(conn
+        .prepare_cached("UPDATE tickets SET updated_at = ?2 WHERE id = ?1 RETURNING status")?
+        .query_row(params![ticket_id, at], |r| r.get(0))
+        .optional()?)
 }
 
 /// Sets the ticket's status, marking it updated now.
@@ -280,5 +287,41 @@ mod tests {
         assert!(touch_ticket(&tx, id, 3).unwrap());
         assert_eq!(ticket(&tx, id).unwrap().unwrap().status, TicketStatus::Open);
         assert!(list_tickets(&tx, Some("Closed"), None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_touch_that_keeps_the_status_leaves_a_closed_ticket_closed() {
+        let (_d, mut store) = temp_store();
+        let tx = store.begin().unwrap();
+        let (id, _) = create_ticket(
+            &tx,
+            &NewTicket {
+                prefix: "CHT",
+                customer: "a@b.fr",
+                customer_name: None,
+                subject: "s",
+                category: "billing",
+                created_at: 1,
+                due_at: None,
+                language: "fr",
+            },
+        )
+        .unwrap();
+        set_ticket_status(&tx, id, TicketStatus::Closed).unwrap();
+        assert_eq!(
+            touch_ticket_keep_status(&tx, id, 5).unwrap(),
+            Some(TicketStatus::Closed)
+        );
+        assert_eq!(
+            ticket(&tx, id).unwrap().unwrap().status,
+            TicketStatus::Closed
+        );
+        let updated: i64 = tx
+            .query_row("SELECT updated_at FROM tickets WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(updated, 5);
+        assert_eq!(touch_ticket_keep_status(&tx, id + 1, 5).unwrap(), None);
     }
 }

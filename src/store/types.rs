@@ -183,8 +183,14 @@ text_enum! {
     EventKind ("event kind") {
         /// A message already stored came again; nothing changed.
         Duplicate => "duplicate",
+        /// A different message came with the Message-ID of one already stored; it was stored
+        /// and handled as any other.
+        ReusedMessageId => "reused_message_id",
         /// A reply reopened a closed ticket.
         Reopened => "reopened",
+        /// Automated mail (an out-of-office, a delay notice, a read receipt, a bounce) was
+        /// stored on a closed ticket and left it closed.
+        KeptClosed => "kept_closed",
         /// A delivery failure report for mail we sent; the address is marked bouncing.
         Bounce => "bounce",
         /// An acknowledgement was held back (rate limit, bouncing address, no sender ...).

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod agents;
+mod cases;
 mod cli;
 mod corpora;
 mod e2e;

@@ -94,3 +94,15 @@ pub fn messages_from(conn: &Connection, pattern: &str) -> Vec<Stored> {
     .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
     .unwrap_or_else(|e| panic!("messages from {pattern}: {e}"))
 }
+
+/// Sets the status (`open`, `closed`) of ticket `reference`, as an agent would once
+/// `tickets close` exists; panics when there is no such ticket.
+pub fn set_ticket_status(conn: &Connection, reference: &str, status: &str) {
+    let changed = conn
+        .execute(
+            "UPDATE tickets SET status = ?2 WHERE ref = ?1",
+            [reference, status],
+        )
+        .unwrap_or_else(|e| panic!("set {reference} {status}: {e}"));
+    assert_eq!(changed, 1, "no ticket {reference}");
+}

@@ -1,0 +1,397 @@
+//! The real-mail cases of issue 8 (`fixtures/cases`, copied from `../shared/cases`), each run
+//! through the CLI as its README says, and for each class at least one input of another shape
+//! written here.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::Value;
+
+use crate::helpers::app::App;
+use crate::helpers::{crate_dir, db, fold, replace_bytes};
+
+/// `fixtures/cases/NAME`.
+fn case(name: &str) -> PathBuf {
+    crate_dir().join("fixtures/cases").join(name)
+}
+
+/// The first outbox row of `kind` (`ack`, `notification`), by id.
+fn first_of(outbox: &[Value], kind: &str) -> Value {
+    outbox
+        .iter()
+        .filter(|o| o["kind"] == kind)
+        .min_by_key(|o| o["id"].as_i64())
+        .cloned()
+        .unwrap_or_else(|| panic!("no {kind} in the outbox: {outbox:#?}"))
+}
+
+/// Fills `@ACK_ID@`, `@ACK_SUBJECT@`, `@NOTE_ID@` and `@NOTE_SUBJECT@` in `raw` from the first
+/// acknowledgement and notification in the outbox (ids keep their angle brackets), as
+/// `../shared/cases/README.md` does; writes the result to the app's folder as `name`.
+fn filled(app: &App, raw: &[u8], name: &str) -> PathBuf {
+    let outbox = app.outbox();
+    let mut raw = raw.to_vec();
+    for (placeholder, kind, field) in [
+        ("@ACK_ID@", "ack", "message_id"),
+        ("@ACK_SUBJECT@", "ack", "subject"),
+        ("@NOTE_ID@", "notification", "message_id"),
+        ("@NOTE_SUBJECT@", "notification", "subject"),
+    ] {
+        if memchr::memmem::find(&raw, placeholder.as_bytes()).is_some() {
+            let row = first_of(&outbox, kind);
+            let value = row[field].as_str().expect("a string field");
+            raw = replace_bytes(&raw, placeholder.as_bytes(), value.as_bytes());
+        }
+    }
+    app.write(name, &raw)
+}
+
+/// [`filled`] for case file `name`.
+fn filled_case(app: &App, name: &str) -> PathBuf {
+    let raw = std::fs::read(case(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    filled(app, &raw, name)
+}
+
+/// The inbound texts of ticket `reference`, each with its white space folded.
+fn ticket_texts(app: &App, reference: &str) -> Vec<String> {
+    let ticket = app.ticket(reference);
+    ticket["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{reference} has no messages: {ticket:#}"))
+        .iter()
+        .filter(|m| m["direction"] == "in")
+        .map(|m| fold(m["text"].as_str().unwrap_or_default()))
+        .collect()
+}
+
+/// The outbox rows of `kind` for ticket `reference`.
+fn outbox_for(app: &App, kind: &str, reference: &str) -> Vec<Value> {
+    app.outbox()
+        .into_iter()
+        .filter(|o| o["kind"] == kind && o["ticket"] == reference)
+        .collect()
+}
+
+/// Ingests `path` from `processes` processes started together on a fresh database, half of them reading the message on stdin as an MTA pipe does. Panics naming any
+/// process that did not exit 0.
+fn ingest_at_once(app: &App, path: &Path, processes: usize) {
+    let raw = std::fs::read(path).expect("message");
+    let children: Vec<_> = (0..processes)
+        .map(|n| {
+            let mut cmd = app.command();
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            if n % 2 == 0 {
+                cmd.arg("ingest").arg(path).stdin(Stdio::null());
+            } else {
+                cmd.args(["ingest", "-"]).stdin(Stdio::piped());
+            }
+            let mut child = cmd.spawn().expect("spawn supportd");
+            if let Some(mut stdin) = child.stdin.take() {
+                use std::io::Write;
+                stdin.write_all(&raw).expect("write stdin");
+            }
+            child
+        })
+        .collect();
+    for (n, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().expect("wait");
+        assert!(
+            out.status.success(),
+            "process {n} of {processes} exited {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+// ------------------------------------------------------------------ (13) concurrent first open
+
+#[test]
+fn processes_starting_together_on_a_database_that_does_not_exist_all_succeed() {
+    let message = case("03-reused-message-id.1.eml");
+    for round in 0..6 {
+        let app = App::new();
+        assert!(!app.database.exists());
+        ingest_at_once(&app, &message, 4);
+        // The same bytes four times: one ticket, three duplicates, whoever came first.
+        let stats = app.stats();
+        assert_eq!(
+            (stats.messages, stats.tickets, stats.duplicates),
+            (1, 1, 3),
+            "round {round}"
+        );
+    }
+}
+
+// ------------------------------------------------------------------ (c) reused Message-IDs
+
+#[test]
+fn case_03_a_second_mail_under_a_reused_message_id_is_stored_and_handled() {
+    let app = App::new();
+    let first = app.ingest_one(&case("03-reused-message-id.1.eml"));
+    assert_eq!(first["action"], "new", "{first:#}");
+    let second = app.ingest_one(&case("03-reused-message-id.2.eml"));
+    assert_eq!(second["action"], "new", "{second:#}");
+    let reference = second["ticket"].as_str().expect("a ticket");
+    assert_ne!(second["ticket"], first["ticket"]);
+    assert_eq!(app.stats().messages, 2);
+    assert!(
+        ticket_texts(&app, reference)
+            .iter()
+            .any(|t| t.contains("erreur 500 lors du chargement")),
+        "{:#}",
+        app.ticket(reference)
+    );
+    assert_eq!(outbox_for(&app, "notification", reference).len(), 1);
+    let conn = db::open(&app.database);
+    assert_eq!(db::events(&conn, "reused_message_id"), 1);
+    let warnings = db::messages_from(&conn, "%03-reused-message-id.2.eml");
+    assert!(
+        warnings[0].warnings.contains("reused Message-ID"),
+        "{warnings:?}"
+    );
+
+    // The same file again changes nothing.
+    let (stats, outbox) = (app.stats(), app.outbox().len());
+    let again = app.ingest_one(&case("03-reused-message-id.2.eml"));
+    assert_eq!(again["action"], "duplicate", "{again:#}");
+    assert_eq!(again["ticket"], second["ticket"]);
+    let after = app.stats();
+    assert_eq!(
+        (after.messages, after.tickets, after.duplicates),
+        (stats.messages, stats.tickets, stats.duplicates + 1)
+    );
+    assert_eq!(app.outbox().len(), outbox);
+    assert_eq!(db::events(&conn, "reused_message_id"), 1);
+}
+
+/// A web form that stamps one Message-ID on every mail it relays, for two customers.
+fn web_form(from: &str, subject: &str, received: &str, body: &str) -> Vec<u8> {
+    format!(
+        "Received: from forms.example.net ({received})\r\n\
+         From: {from}\r\n\
+         To: support@example.test\r\n\
+         Subject: {subject}\r\n\
+         Date: Mon, 01 Dec 2026 08:00:00 +0000\r\n\
+         Message-ID: <contact-form@forms.example.net>\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=us-ascii\r\n\
+         \r\n\
+         {body}\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_form_reusing_one_id_for_two_customers_opens_two_tickets_and_threads_each_reply_home() {
+    let app = App::new();
+    let alice = web_form(
+        "Alice <alice@customers.example>",
+        "Login fails on the mobile app",
+        "10.0.0.1",
+        "Since the update I cannot log in on the mobile app, the password is refused.",
+    );
+    let bob = web_form(
+        "Bob <bob@customers.example>",
+        "Wrong VAT number on the invoice",
+        "10.0.0.2",
+        "Our invoice carries the VAT number of another company, please correct it.",
+    );
+    let a = app.ingest_one(&app.write("alice.eml", &alice));
+    let b = app.ingest_one(&app.write("bob.eml", &bob));
+    assert_eq!(
+        (a["action"].as_str(), b["action"].as_str()),
+        (Some("new"), Some("new"))
+    );
+    assert_ne!(a["ticket"], b["ticket"]);
+    // Bob's message relayed again by another host: other bytes, the same message.
+    let relayed = app.write(
+        "bob-again.eml",
+        &web_form(
+            "Bob <bob@customers.example>",
+            "Wrong VAT number on the invoice",
+            "10.0.0.9",
+            "Our invoice carries the VAT number of another company, please correct it.",
+        ),
+    );
+    let again = app.ingest_one(&relayed);
+    assert_eq!(again["action"], "duplicate", "{again:#}");
+    assert_eq!(again["ticket"], b["ticket"]);
+    // Alice answers citing the shared id: her ticket, though Bob's is the newer one with it.
+    let reply = app.write(
+        "alice-reply.eml",
+        b"From: Alice <alice@customers.example>\r\n\
+To: support@example.test\r\n\
+Subject: Re: Login fails on the mobile app\r\n\
+Date: Mon, 01 Dec 2026 09:00:00 +0000\r\n\
+Message-ID: <alice-reply-1@customers.example>\r\n\
+In-Reply-To: <contact-form@forms.example.net>\r\n\
+References: <contact-form@forms.example.net>\r\n\
+\r\n\
+It still fails this morning, on Android 15.\r\n",
+    );
+    let r = app.ingest_one(&reply);
+    assert_eq!(r["action"], "reply", "{r:#}");
+    assert_eq!(r["ticket"], a["ticket"]);
+    let stats = app.stats();
+    assert_eq!((stats.messages, stats.tickets), (3, 2));
+    assert_eq!(db::events(&db::open(&app.database), "reused_message_id"), 1);
+}
+
+// ------------------------------------------------------------------ (h) automated mail on a closed ticket
+
+/// Status of ticket `reference` from `tickets show`.
+fn status(app: &App, reference: &str) -> String {
+    app.ticket(reference)["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn case_17_an_out_of_office_answering_our_ack_leaves_the_closed_ticket_closed() {
+    let app = App::new();
+    let first = app.ingest_one(&case("17-oof-reopens-closed-ticket.1.eml"));
+    assert_eq!(first["ticket"], "CHT-1", "{first:#}");
+    let conn = db::open(&app.database);
+    db::set_ticket_status(&conn, "CHT-1", "closed");
+    let acks = app.stats().acks_queued;
+    let oof = app.ingest_one(&filled_case(&app, "17-oof-reopens-closed-ticket.2.eml"));
+    assert_eq!(oof["action"], "automated", "{oof:#}");
+    assert_eq!(oof["ticket"], "CHT-1");
+    assert_eq!(oof["ack"], "not_applicable");
+    assert_eq!(status(&app, "CHT-1"), "closed");
+    let stats = app.stats();
+    assert_eq!((stats.messages, stats.tickets), (2, 1));
+    assert_eq!(stats.acks_queued, acks);
+    assert_eq!(app.ticket("CHT-1")["message_count"], 2);
+    assert_eq!(db::events(&conn, "kept_closed"), 1);
+    assert_eq!(db::events(&conn, "reopened"), 0);
+}
+
+#[test]
+fn read_receipts_delay_notices_and_bounces_on_a_closed_ticket_leave_it_closed_but_a_person_reopens_it()
+ {
+    let app = App::new();
+    let request = app.write(
+        "request.eml",
+        b"From: Tom Baker <tom.baker@customers.example>\r\n\
+To: support@example.test\r\n\
+Subject: Cannot export my invoices\r\n\
+Date: Mon, 01 Dec 2026 08:00:00 +0000\r\n\
+Message-ID: <tb-1@customers.example>\r\n\
+\r\n\
+The export button on the invoices page does nothing, I need last year's invoices.\r\n",
+    );
+    assert_eq!(app.ingest_one(&request)["ticket"], "CHT-1");
+    let conn = db::open(&app.database);
+    db::set_ticket_status(&conn, "CHT-1", "closed");
+    // A Thunderbird read receipt (MDN) of our acknowledgement.
+    let receipt = b"From: Tom Baker <tom.baker@customers.example>\r\n\
+To: support@example.test\r\n\
+Subject: Return Receipt (displayed) - @ACK_SUBJECT@\r\n\
+Date: Mon, 01 Dec 2026 09:00:00 +0000\r\n\
+Message-ID: <mdn-1@customers.example>\r\n\
+In-Reply-To: @ACK_ID@\r\n\
+References: @ACK_ID@\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=disposition-notification; boundary=\"mdn\"\r\n\
+\r\n\
+--mdn\r\n\
+Content-Type: text/plain; charset=UTF-8\r\n\
+\r\n\
+This is a Return Receipt for the mail that you sent to tom.baker@customers.example.\r\n\
+--mdn\r\n\
+Content-Type: message/disposition-notification\r\n\
+\r\n\
+Reporting-UA: customers.example; Thunderbird\r\n\
+Final-Recipient: rfc822;tom.baker@customers.example\r\n\
+Original-Message-ID: @ACK_ID@\r\n\
+Disposition: manual-action/MDN-sent-manually; displayed\r\n\
+--mdn--\r\n";
+    // A Postfix delay notice for our acknowledgement.
+    let delay = b"From: MAILER-DAEMON@mx.customers.example (Mail Delivery System)\r\n\
+To: support@example.test\r\n\
+Subject: Delayed Mail (still being retried)\r\n\
+Date: Mon, 01 Dec 2026 12:00:00 +0000\r\n\
+Message-ID: <delay-1@mx.customers.example>\r\n\
+Auto-Submitted: auto-replied\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"d\"\r\n\
+\r\n\
+--d\r\n\
+Content-Type: text/plain\r\n\
+\r\n\
+This is the mail system at host mx.customers.example. Your message could not be delivered\r\n\
+for 4 hours. It will be retried until it is 5 days old.\r\n\
+--d\r\n\
+Content-Type: message/delivery-status\r\n\
+\r\n\
+Reporting-MTA: dns; mx.customers.example\r\n\
+\r\n\
+Final-Recipient: rfc822; tom.baker@customers.example\r\n\
+Action: delayed\r\n\
+Status: 4.4.1\r\n\
+\r\n\
+--d\r\n\
+Content-Type: text/rfc822-headers\r\n\
+\r\n\
+From: Support <support@example.test>\r\n\
+To: tom.baker@customers.example\r\n\
+Message-ID: @ACK_ID@\r\n\
+--d--\r\n";
+    // An Exim bounce of our acknowledgement.
+    let bounce = b"From: Mail Delivery System <Mailer-Daemon@mx.customers.example>\r\n\
+To: support@example.test\r\n\
+Subject: Mail delivery failed: returning message to sender\r\n\
+Date: Tue, 02 Dec 2026 08:00:00 +0000\r\n\
+Message-ID: <exim-1@mx.customers.example>\r\n\
+X-Failed-Recipients: tom.baker@customers.example\r\n\
+Auto-Submitted: auto-replied\r\n\
+\r\n\
+This message was created automatically by mail delivery software.\r\n\
+\r\n\
+A message that you sent could not be delivered to one or more of its\r\n\
+recipients. This is a permanent error. The following address(es) failed:\r\n\
+\r\n\
+  tom.baker@customers.example\r\n\
+    mailbox is full\r\n\
+\r\n\
+------ This is a copy of the message, including all the headers. ------\r\n\
+\r\n\
+From: Support <support@example.test>\r\n\
+Message-ID: @ACK_ID@\r\n\
+Subject: @ACK_SUBJECT@\r\n";
+    for (name, raw) in [
+        ("receipt.eml", &receipt[..]),
+        ("delay.eml", &delay[..]),
+        ("bounce.eml", &bounce[..]),
+    ] {
+        let outcome = app.ingest_one(&filled(&app, raw, name));
+        assert_eq!(outcome["action"], "automated", "{name}: {outcome:#}");
+        assert_eq!(outcome["ticket"], "CHT-1", "{name}: {outcome:#}");
+        assert_eq!(status(&app, "CHT-1"), "closed", "{name}");
+    }
+    assert_eq!(db::events(&conn, "kept_closed"), 3);
+    let stats = app.stats();
+    assert_eq!(
+        (stats.messages, stats.tickets, stats.acks_queued),
+        (4, 1, 1)
+    );
+    // The customer writing again, as a person, does reopen it.
+    let reply = filled(
+        &app,
+        b"From: Tom Baker <tom.baker@customers.example>\r\n\
+To: support@example.test\r\n\
+Subject: Re: @ACK_SUBJECT@\r\n\
+Date: Wed, 03 Dec 2026 08:00:00 +0000\r\n\
+Message-ID: <tb-2@customers.example>\r\n\
+In-Reply-To: @ACK_ID@\r\n\
+References: <tb-1@customers.example> @ACK_ID@\r\n\
+\r\n\
+The export still does nothing today, could someone look at it?\r\n",
+        "reply.eml",
+    );
+    assert_eq!(app.ingest_one(&reply)["action"], "reply");
+    assert_eq!(status(&app, "CHT-1"), "open");
+}
