@@ -7,7 +7,7 @@
 //! Submodules: [`quote`] finds what the sender wrote this time, [`lang`] guesses fr/en,
 //! [`report`] reads delivery reports. Privately: `headers` reads every header whole from the
 //! raw bytes where mail-parser 0.11 gets it wrong (`encoded` for RFC 2047 runs and raw 8-bit,
-//! `params` for RFC 2231 file names).
+//! `params` for RFC 2231 file names), `address` says which addresses are usable.
 
 use std::borrow::Cow;
 
@@ -18,6 +18,7 @@ use mail_parser::{
 };
 use sha2::{Digest, Sha256};
 
+mod address;
 mod encoded;
 mod headers;
 pub mod lang;
@@ -27,12 +28,14 @@ pub mod report;
 #[cfg(test)]
 mod tests;
 
+pub use address::UnusableFrom;
+
 /// One address of a From/To/Cc header.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Mailbox {
     /// Display name, decoded (RFC 2047 runs decoded whole, raw 8-bit read by charset).
     pub name: Option<String>,
-    /// Lower-cased `local@domain`.
+    /// Lower-cased `local@domain`; never with an empty local part or domain.
     pub address: String,
 }
 
@@ -57,9 +60,17 @@ pub struct ParsedMessage {
     pub in_reply_to: Vec<String>,
     /// References ids, without brackets, in header order (oldest first).
     pub references: Vec<String>,
+    /// The first usable From mailbox (`local@domain`, both parts present); None when From is
+    /// missing or gives no usable address, and then `from_unusable` says why.
     pub from: Option<Mailbox>,
-    /// Kept for display only: Reply-To never replaces From for identity.
+    /// Why `from` is None; None when it is set.
+    pub from_unusable: Option<UnusableFrom>,
+    /// The first usable Reply-To mailbox. Never replaces a usable From for identity; when From
+    /// is unusable, the pipeline may let it stand for the customer.
     pub reply_to: Option<Mailbox>,
+    /// The first usable Sender mailbox (RFC 5322 §3.6.2: who sent it on From's behalf); the
+    /// next fallback after Reply-To when From is unusable.
+    pub sender: Option<Mailbox>,
     pub to: Vec<Mailbox>,
     pub cc: Vec<Mailbox>,
     /// Decoded subject with CR, LF and other control characters removed.
@@ -249,11 +260,15 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
     }
     out.in_reply_to = id_list(value("in-reply-to"));
     out.references = id_list(value("references"));
-    out.from = headers::mailbox(&fields, "from");
-    if out.from.is_none() {
-        out.warnings.push("no usable From address".into());
+    match headers::from_mailbox(&fields, hint, &mut out.warnings) {
+        Ok(m) => out.from = Some(m),
+        Err(why) => {
+            out.warnings.push(format!("no usable From address: {why}"));
+            out.from_unusable = Some(why);
+        }
     }
     out.reply_to = headers::mailbox(&fields, "reply-to");
+    out.sender = headers::mailbox(&fields, "sender");
     out.to = headers::mailboxes(&fields, "to");
     out.cc = headers::mailboxes(&fields, "cc");
     out.date = match value("date") {
@@ -607,33 +622,4 @@ fn id_list(value: &HeaderValue<'_>) -> Vec<String> {
         .map(|s| s.trim_matches(['<', '>']).to_string())
         .filter(|s| !s.is_empty())
         .collect()
-}
-
-fn to_mailbox(addr: &mail_parser::Addr<'_>) -> Option<Mailbox> {
-    let address = addr
-        .address
-        .as_ref()?
-        .trim()
-        .trim_matches(['<', '>'])
-        .to_ascii_lowercase();
-    if !address.contains('@') {
-        return None;
-    }
-    Some(Mailbox {
-        name: addr
-            .name
-            .as_ref()
-            .map(|n| clean_header_text(n))
-            .filter(|n| !n.is_empty()),
-        address,
-    })
-}
-
-fn first_mailbox(a: Option<&Address<'_>>) -> Option<Mailbox> {
-    a?.iter().find_map(to_mailbox)
-}
-
-fn all_mailboxes(a: Option<&Address<'_>>) -> Vec<Mailbox> {
-    a.map(|a| a.iter().filter_map(to_mailbox).collect())
-        .unwrap_or_default()
 }

@@ -2,11 +2,12 @@
 //!
 //! mail-parser's reading is kept where it is right, and replaced from the raw bytes where it
 //! is not: a run of encoded-words split inside a character, raw 8-bit bytes that are not
-//! UTF-8 ([`encoded`]).
+//! UTF-8 ([`encoded`]), and an address a client hid inside an encoded-word.
 
 use mail_parser::{Address, HeaderValue, Message};
 
-use super::{Mailbox, PARSER, all_mailboxes, encoded, first_mailbox};
+use super::address::{self, UnusableFrom};
+use super::{Mailbox, PARSER, encoded};
 
 /// One header field: mail-parser's value (or ours, where we read it again) and the raw bytes.
 pub(super) struct Field<'a> {
@@ -139,12 +140,44 @@ fn display_name(name: &str) -> String {
         .join("-")
 }
 
+/// The sender as From gives it: the first usable mailbox, or why there is none. An address a
+/// client hid inside an encoded-word together with the name
+/// (`=?UTF-8?B?…?=@customers.example`, the word holding `"Zoé Brunet" <zoe.brunet`) is
+/// recovered the way Thunderbird and Gmail show it: the whole header decoded first, then
+/// read as an address.
+pub(super) fn from_mailbox(
+    fields: &[Field<'_>],
+    hint: Option<&str>,
+    warnings: &mut Vec<String>,
+) -> Result<Mailbox, UnusableFrom> {
+    let Some(field) = find(fields, "from") else {
+        return Err(UnusableFrom::Missing);
+    };
+    if let Some(m) = address::first_mailbox(field.address()) {
+        return Ok(m);
+    }
+    let why = address::why_unusable(field.address());
+    if field.raw.windows(2).any(|w| w == b"=?") {
+        let decoded = encoded::decode(field.raw, hint).text;
+        if let Some(HeaderValue::Address(a)) = reparse("From", decoded.as_bytes())
+            && let Some(m) = address::first_mailbox(Some(&a))
+        {
+            warnings.push(format!(
+                "From: the address was inside an encoded-word; recovered {}",
+                m.address
+            ));
+            return Ok(m);
+        }
+    }
+    Err(why)
+}
+
 /// The first usable mailbox of the (last) address field `name` (lower-case).
 pub(super) fn mailbox(fields: &[Field<'_>], name: &str) -> Option<Mailbox> {
-    first_mailbox(find(fields, name).and_then(Field::address))
+    address::first_mailbox(find(fields, name).and_then(Field::address))
 }
 
 /// Every usable mailbox of the last field called `name` (lower-case).
 pub(super) fn mailboxes(fields: &[Field<'_>], name: &str) -> Vec<Mailbox> {
-    all_mailboxes(find(fields, name).and_then(Field::address))
+    address::all_mailboxes(find(fields, name).and_then(Field::address))
 }

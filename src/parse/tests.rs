@@ -2,15 +2,23 @@
 //! (`fixtures/cases`, from `../shared/cases`), each beside inputs of the same class written
 //! here in another shape.
 
-use super::{ParsedMessage, parse};
+use super::{ParsedMessage, UnusableFrom, parse};
 
 const CASE_02: &[u8] = include_bytes!("../../fixtures/cases/02-subject-split-base64.eml");
 const CASE_12: &[u8] = include_bytes!("../../fixtures/cases/12-raw-latin1-from-subject.eml");
+const CASE_13: &[u8] = include_bytes!("../../fixtures/cases/13-encoded-word-swallows-address.eml");
 
 /// Every text a ticket, an acknowledgement or a notification can show.
 fn shown(m: &ParsedMessage) -> Vec<String> {
     let mut out = vec![m.subject.clone(), m.text.clone(), m.new_text.clone()];
-    for mb in m.from.iter().chain(&m.reply_to).chain(&m.to).chain(&m.cc) {
+    for mb in m
+        .from
+        .iter()
+        .chain(&m.reply_to)
+        .chain(&m.sender)
+        .chain(&m.to)
+        .chain(&m.cc)
+    {
         out.extend(mb.name.clone());
         out.push(mb.address.clone());
     }
@@ -104,6 +112,7 @@ iVBORw0K\n\
     assert_eq!(m.cc[0].name.as_deref(), Some("Renée"));
     assert_eq!(m.cc[1].address, "plain@clients.example");
     assert_eq!(m.reply_to.as_ref().unwrap().name.as_deref(), Some("日本語"));
+    assert_eq!(m.sender.as_ref().unwrap().name.as_deref(), Some("José"));
     let names: Vec<_> = m
         .attachments
         .iter()
@@ -161,4 +170,69 @@ fn raw_8bit_headers_use_utf8_then_the_declared_charset_then_windows_1252() {
             .iter()
             .any(|w| w == "Subject has unencoded 8-bit bytes; read as windows-1252")
     );
+}
+
+// (g) Unusable From addresses.
+
+#[test]
+fn case_13_address_hidden_in_an_encoded_word_is_recovered() {
+    // See: ../shared/cases/README.md, case 13.
+    let m = parse(CASE_13);
+    let from = m.from.as_ref().unwrap();
+    assert_eq!(from.address, "zoe.brunet@customers.example");
+    assert_eq!(from.name.as_deref(), Some("Zoé Brunet"));
+    assert_eq!(m.from_unusable, None);
+    assert!(
+        m.warnings
+            .iter()
+            .any(|w| w.contains("inside an encoded-word"))
+    );
+}
+
+#[test]
+fn a_whole_mailbox_inside_one_q_word_is_recovered() {
+    let raw = "From: =?iso-8859-1?Q?Andr=E9_Pr=E9vost_<andre.prevost@clients.example>?=\r\n\
+Subject: x\r\n\r\nx\r\n";
+    let m = parse(raw.as_bytes());
+    let from = m.from.as_ref().unwrap();
+    assert_eq!(from.address, "andre.prevost@clients.example");
+    assert_eq!(from.name.as_deref(), Some("André Prévost"));
+}
+
+#[test]
+fn unusable_from_is_none_with_the_reason_and_reply_to_and_sender_are_kept() {
+    let m = parse(
+        b"From: Zoe <@customers.example>\r\nReply-To: Zoe <zoe@customers.example>\r\n\
+Sender: <>\r\nSubject: x\r\n\r\nx\r\n",
+    );
+    assert_eq!(m.from, None);
+    assert!(matches!(
+        m.from_unusable,
+        Some(UnusableFrom::EmptyLocalPart(_))
+    ));
+    assert_eq!(
+        m.reply_to.as_ref().unwrap().address,
+        "zoe@customers.example"
+    );
+    assert_eq!(m.sender, None);
+    assert!(
+        m.warnings
+            .iter()
+            .any(|w| w.starts_with("no usable From address: From address \"@customers.example\""))
+    );
+
+    let m = parse(b"From: jean@\r\nSender: Jean <jean@clients.example>\r\nSubject: x\r\n\r\nx\r\n");
+    assert_eq!(m.from, None);
+    assert!(matches!(m.from_unusable, Some(UnusableFrom::NoDomain(_))));
+    assert_eq!(m.sender.as_ref().unwrap().address, "jean@clients.example");
+    assert_eq!(m.from_address(), "");
+
+    let m = parse(b"From: Marc\r\nSubject: x\r\n\r\nx\r\n");
+    assert_eq!(m.from_unusable, Some(UnusableFrom::NoAddress));
+    let m = parse(b"Subject: x\r\n\r\nx\r\n");
+    assert_eq!(m.from_unusable, Some(UnusableFrom::Missing));
+    // Unusable To/Cc addresses are dropped, the usable ones kept.
+    let m = parse(b"From: a@x.example\r\nTo: @x.example, b@x.example, c@\r\n\r\nx\r\n");
+    let to: Vec<&str> = m.to.iter().map(|t| t.address.as_str()).collect();
+    assert_eq!(to, ["b@x.example"]);
 }
