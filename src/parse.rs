@@ -5,7 +5,9 @@
 //! stored by the caller regardless, so nothing here can lose a message.
 //!
 //! Submodules: [`quote`] finds what the sender wrote this time, [`lang`] guesses fr/en,
-//! [`report`] reads delivery reports.
+//! [`report`] reads delivery reports. Privately: `headers` reads every header whole from the
+//! raw bytes where mail-parser 0.11 gets it wrong (`encoded` for RFC 2047 runs and raw 8-bit,
+//! `params` for RFC 2231 file names), `address` says which addresses are usable.
 
 use std::borrow::Cow;
 
@@ -16,16 +18,25 @@ use mail_parser::{
 };
 use sha2::{Digest, Sha256};
 
+mod address;
 pub mod attachments;
+mod encoded;
+mod headers;
 pub mod lang;
+mod params;
 pub mod quote;
 pub mod report;
+#[cfg(test)]
+mod tests;
+
+pub use address::UnusableFrom;
 
 /// One address of a From/To/Cc header.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Mailbox {
+    /// Display name, decoded (RFC 2047 runs decoded whole, raw 8-bit read by charset).
     pub name: Option<String>,
-    /// Lower-cased `local@domain`.
+    /// Lower-cased `local@domain`; never with an empty local part or domain.
     pub address: String,
 }
 
@@ -50,9 +61,17 @@ pub struct ParsedMessage {
     pub in_reply_to: Vec<String>,
     /// References ids, without brackets, in header order (oldest first).
     pub references: Vec<String>,
+    /// The first usable From mailbox (`local@domain`, both parts present); None when From is
+    /// missing or gives no usable address, and then `from_unusable` says why.
     pub from: Option<Mailbox>,
-    /// Kept for display only: Reply-To never replaces From for identity.
+    /// Why `from` is None; None when it is set.
+    pub from_unusable: Option<UnusableFrom>,
+    /// The first usable Reply-To mailbox. Never replaces a usable From for identity; when From
+    /// is unusable, the pipeline may let it stand for the customer.
     pub reply_to: Option<Mailbox>,
+    /// The first usable Sender mailbox (RFC 5322 §3.6.2: who sent it on From's behalf); the
+    /// next fallback after Reply-To when From is unusable.
+    pub sender: Option<Mailbox>,
     pub to: Vec<Mailbox>,
     pub cc: Vec<Mailbox>,
     /// Decoded subject with CR, LF and other control characters removed.
@@ -219,8 +238,20 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
         out.new_text = out.text.trim().to_string();
         return out;
     };
+    let hint = charset_hint(&msg);
+    let hint = hint.as_deref();
+    let fields = headers::read(&msg, hint, &mut out.warnings);
+    let value = |name: &str| {
+        headers::find(&fields, name)
+            .map(|f| &f.value)
+            .unwrap_or(&HeaderValue::Empty)
+    };
 
-    match msg.message_id().map(str::trim).filter(|s| !s.is_empty()) {
+    match value("message-id")
+        .as_text()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         Some(id) => out.message_id = id.trim_matches(['<', '>']).to_string(),
         None => {
             out.warnings.push("no Message-ID; synthesised one".into());
@@ -228,26 +259,36 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
             out.message_id_synthesized = true;
         }
     }
-    out.in_reply_to = id_list(msg.in_reply_to());
-    out.references = id_list(msg.references());
-    out.from = first_mailbox(msg.from());
-    if out.from.is_none() {
-        out.warnings.push("no usable From address".into());
+    out.in_reply_to = id_list(value("in-reply-to"));
+    out.references = id_list(value("references"));
+    match headers::from_mailbox(&fields, hint, &mut out.warnings) {
+        Ok(m) => out.from = Some(m),
+        Err(why) => {
+            out.warnings.push(format!("no usable From address: {why}"));
+            out.from_unusable = Some(why);
+        }
     }
-    out.reply_to = first_mailbox(msg.reply_to());
-    out.to = all_mailboxes(msg.to());
-    out.cc = all_mailboxes(msg.cc());
-    out.date = msg.date().map(|d| d.to_timestamp());
-    out.headers = msg
-        .headers()
+    out.reply_to = headers::mailbox(&fields, "reply-to");
+    out.sender = headers::mailbox(&fields, "sender");
+    out.to = headers::mailboxes(&fields, "to");
+    out.cc = headers::mailboxes(&fields, "cc");
+    out.date = match value("date") {
+        HeaderValue::DateTime(d) => Some(d.to_timestamp()),
+        _ => None,
+    };
+    out.headers = fields
         .iter()
-        .map(|h| {
-            let name = h.name().to_ascii_lowercase();
-            let value = header_text(&msg, h);
-            (name, value)
+        .map(|f| {
+            let value = header_text(f, hint, &mut out.warnings);
+            (f.name.clone(), value)
         })
         .collect();
-    out.subject = subject_text(&msg, &mut out.warnings);
+    // The last Subject, as mail-parser picks a repeated field.
+    out.subject = fields
+        .iter()
+        .rposition(|f| f.name == "subject")
+        .map(|i| out.headers[i].1.clone())
+        .unwrap_or_default();
     if let Some(ct) = msg.root_part().content_type() {
         out.content_type = mime_type_of(ct);
         out.report_type = ct
@@ -282,7 +323,7 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
         .filter(|&&i| i != 0)
         .filter_map(|&i| msg.part(i))
         .map(|a| AttachmentMeta {
-            filename: a.attachment_name().map(str::to_string),
+            filename: attachment_name(&msg, a, hint),
             content_type: a
                 .content_type()
                 .map(mime_type_of)
@@ -292,6 +333,42 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
         .collect();
     report::fill(&msg, &mut out);
     out
+}
+
+/// The charset raw 8-bit header bytes are read in when they are not UTF-8: the message's own
+/// (top-level Content-Type), else its text parts' (see [`encoded::charset_hint`]).
+fn charset_hint(msg: &Message<'_>) -> Option<String> {
+    let root = msg
+        .root_part()
+        .content_type()
+        .and_then(|ct| ct.attribute("charset"));
+    let parts = msg
+        .text_bodies()
+        .chain(msg.html_bodies())
+        .filter_map(|p| p.content_type()?.attribute("charset"));
+    encoded::charset_hint(root.into_iter().chain(parts))
+}
+
+/// An attachment's file name: Content-Disposition `filename`, else Content-Type `name`, read
+/// from the raw part header so RFC 2231 sections and encoded-word runs are decoded whole
+/// ([`params`]); mail-parser's reading when the raw header gives none.
+fn attachment_name(
+    msg: &Message<'_>,
+    part: &MessagePart<'_>,
+    hint: Option<&str>,
+) -> Option<String> {
+    let raw_param = |name: HeaderName<'_>, param: &str| {
+        let h = part.headers.iter().find(|h| h.name == name)?;
+        let raw = msg
+            .raw_message
+            .get(h.offset_start as usize..h.offset_end as usize)?;
+        params::param(raw, param, hint)
+    };
+    raw_param(HeaderName::ContentDisposition, "filename")
+        .or_else(|| raw_param(HeaderName::ContentType, "name"))
+        .or_else(|| part.attachment_name().map(str::to_string))
+        .map(|n| clean_header_text(&n))
+        .filter(|n| !n.is_empty())
 }
 
 fn synthesized_id(sha: &str) -> String {
@@ -308,16 +385,14 @@ fn mime_type_of(ct: &mail_parser::ContentType<'_>) -> String {
 /// The header's bytes as they stand in the message, unfolded and cleaned; for headers that
 /// mail-parser parses into a structure we have no text form for (Received, a Date it could not
 /// read), so the guard and the operator still see the value.
-fn raw_header_text(msg: &Message<'_>, h: &mail_parser::Header<'_>) -> String {
-    msg.raw_message
-        .get(h.offset_start as usize..h.offset_end as usize)
-        .map(|b| clean_header_text(&decode_8bit(b)))
-        .unwrap_or_default()
+fn raw_header_text(raw: &[u8], hint: Option<&str>) -> String {
+    clean_header_text(&encoded::decode_raw(raw, hint).0)
 }
 
-fn header_text(msg: &Message<'_>, h: &mail_parser::Header<'_>) -> String {
-    match h.value() {
-        HeaderValue::Text(t) => clean_header_text(t),
+/// The display text of one field (see [`ParsedMessage::headers`]).
+fn header_text(f: &headers::Field<'_>, hint: Option<&str>, warnings: &mut Vec<String>) -> String {
+    match &f.value {
+        HeaderValue::Text(t) => clean_header_text(&headers::text(f, t, hint, warnings)),
         HeaderValue::TextList(l) => clean_header_text(&l.join(", ")),
         HeaderValue::Address(a) => clean_header_text(&address_text(a)),
         HeaderValue::DateTime(d) => d.to_rfc3339(),
@@ -334,54 +409,7 @@ fn header_text(msg: &Message<'_>, h: &mail_parser::Header<'_>) -> String {
             }
             s
         }
-        HeaderValue::Received(_) | HeaderValue::Empty => raw_header_text(msg, h),
-    }
-}
-
-/// Subject, with raw 8-bit bytes that are not UTF-8 read as windows-1252 instead of turned into
-/// replacement characters (mail-parser's choice): old clients send Latin-1 subjects unencoded.
-fn subject_text(msg: &Message<'_>, warnings: &mut Vec<String>) -> String {
-    let decoded = msg.subject().unwrap_or("");
-    if decoded.contains('\u{FFFD}')
-        && let Some(h) = msg
-            .headers()
-            .iter()
-            .find(|h| matches!(h.name, HeaderName::Subject))
-        && let Some(raw) = msg
-            .raw_message
-            .get(h.offset_start as usize..h.offset_end as usize)
-        && std::str::from_utf8(raw).is_err()
-        && !raw.windows(2).any(|w| w == b"=?")
-    {
-        // The body's declared charset is the best guess for the same sender's raw subject.
-        let hint = msg
-            .text_bodies()
-            .filter_map(|p| p.content_type()?.attribute("charset"))
-            .map(|c| c.trim().trim_matches(['"', '\'', ';']))
-            .find(|c| !c.eq_ignore_ascii_case("utf-8") && !c.eq_ignore_ascii_case("us-ascii"));
-        if let Some(label) = hint
-            && let Some(decode) = charset_decoder(label.as_bytes())
-        {
-            warnings.push(format!(
-                "Subject has unencoded 8-bit bytes; read as {label} like the body"
-            ));
-            return clean_header_text(&decode(raw));
-        }
-        warnings.push("Subject has unencoded 8-bit bytes; read as windows-1252".into());
-        return clean_header_text(&decode_8bit(raw));
-    }
-    clean_header_text(decoded)
-}
-
-/// UTF-8 when the bytes are UTF-8, windows-1252 otherwise: the two encodings unlabelled mail
-/// is realistically in (RT's `@EmailInputEncodings` makes the same bet).
-fn decode_8bit(bytes: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => Cow::Borrowed(s),
-        Err(_) => match charset_decoder(b"windows-1252") {
-            Some(decode) => Cow::Owned(decode(bytes)),
-            None => String::from_utf8_lossy(bytes),
-        },
+        HeaderValue::Received(_) | HeaderValue::Empty => raw_header_text(f.raw, hint),
     }
 }
 
@@ -428,7 +456,7 @@ fn unsplit_multipart_body(msg: &Message<'_>, warnings: &mut Vec<String>) -> Stri
         PartType::Multipart(children) if children.is_empty() => msg
             .raw_message
             .get(root.offset_body as usize..)
-            .map(|b| decode_8bit(b).trim().to_string())
+            .map(|b| encoded::decode_raw(b, None).0.trim().to_string())
             .unwrap_or_default(),
         // With no boundary found, mail-parser keeps the body as one text "attachment".
         PartType::Text(t) => t.trim().to_string(),
@@ -470,12 +498,11 @@ fn part_text<'a>(
             && !mostly_utf8(&text)
             && let Some(bytes) = transfer_decoded(msg, part)
             && std::str::from_utf8(&bytes).is_err()
-            && let Some(decode) = charset_decoder(b"windows-1252")
         {
             warnings.push(format!(
                 "text part {index}: charset {label:?} does not fit its bytes; read as windows-1252"
             ));
-            text = Cow::Owned(decode(&bytes));
+            text = Cow::Owned(encoded::windows_1252(&bytes));
         } else if !known {
             warnings.push(format!(
                 "text part {index}: unknown charset {label:?}; undecodable bytes replaced"
@@ -596,33 +623,4 @@ fn id_list(value: &HeaderValue<'_>) -> Vec<String> {
         .map(|s| s.trim_matches(['<', '>']).to_string())
         .filter(|s| !s.is_empty())
         .collect()
-}
-
-fn to_mailbox(addr: &mail_parser::Addr<'_>) -> Option<Mailbox> {
-    let address = addr
-        .address
-        .as_ref()?
-        .trim()
-        .trim_matches(['<', '>'])
-        .to_ascii_lowercase();
-    if !address.contains('@') {
-        return None;
-    }
-    Some(Mailbox {
-        name: addr
-            .name
-            .as_ref()
-            .map(|n| clean_header_text(n))
-            .filter(|n| !n.is_empty()),
-        address,
-    })
-}
-
-fn first_mailbox(a: Option<&Address<'_>>) -> Option<Mailbox> {
-    a?.iter().find_map(to_mailbox)
-}
-
-fn all_mailboxes(a: Option<&Address<'_>>) -> Vec<Mailbox> {
-    a.map(|a| a.iter().filter_map(to_mailbox).collect())
-        .unwrap_or_default()
 }

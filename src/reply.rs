@@ -153,6 +153,8 @@ pub struct NotificationInput<'a> {
     pub previous: Option<&'a str>,
     /// Why the customer got no acknowledgement, when they got none.
     pub ack_withheld: Option<&'a str>,
+    /// When From was unusable: who stands for the customer, or that nobody does.
+    pub sender_note: Option<&'a str>,
 }
 
 /// A mail ready for the outbox. Ids are without angle brackets.
@@ -206,6 +208,8 @@ struct NotificationContext<'a> {
     previous: &'a str,
     /// Why the customer got no acknowledgement, or "".
     ack_withheld: &'a str,
+    /// When From was unusable: who stands for the customer, or that nobody does; or "".
+    sender_note: &'a str,
     support_name: &'a str,
     support_address: &'a str,
 }
@@ -382,6 +386,7 @@ impl Templates {
                     reply_to: full.then_some("support+CHT-1@example.test"),
                     previous: full.then_some("CHT-0"),
                     ack_withheld: full.then_some("rate limit: 3 per hour"),
+                    sender_note: full.then_some("From unusable: Reply-To stands for the customer"),
                 };
                 let ack = ack_context(&identity, &ack, lang);
                 let notification = notification_context(&identity, &notification, lang);
@@ -491,6 +496,7 @@ fn notification_context<'a>(
         original_attached: !input.original_raw.is_empty(),
         previous: input.previous.unwrap_or_default(),
         ack_withheld: input.ack_withheld.unwrap_or_default(),
+        sender_note: input.sender_note.unwrap_or_default(),
         support_name: &identity.name,
         support_address: &identity.address,
     }

@@ -148,7 +148,9 @@ impl Pipeline {
         outcome: &mut Outcome,
         drafts: &mut Vec<Arc<Planned<'a>>>,
     ) -> anyhow::Result<()> {
-        let from = t.msg.from_address();
+        // Who the customer is: From, else (From unusable) Reply-To, else Sender.
+        let (customer, sender_note) = customer_of(t.msg);
+        let from = customer.map_or(NO_SENDER, |m| m.address.as_str());
         let classification = &t.analysed.classification;
         let category = t
             .classifier
@@ -162,7 +164,7 @@ impl Pipeline {
             &store::NewTicket {
                 prefix: &self.threading.prefix,
                 customer: from,
-                customer_name: t.msg.from.as_ref().and_then(|m| m.name.as_deref()),
+                customer_name: customer.and_then(|m| m.name.as_deref()),
                 subject: &t.msg.subject,
                 category: &category.id,
                 created_at: t.now,
@@ -172,6 +174,22 @@ impl Pipeline {
         )?;
         if let Some(previous) = previous {
             store::set_previous(t.conn, ticket_id, previous)?;
+        }
+        if let Some(note) = &sender_note {
+            let flag = if customer.is_some() {
+                "sender_fallback"
+            } else {
+                "no_sender"
+            };
+            store::flag_ticket(t.conn, ticket_id, flag)?;
+            store::record_event(
+                t.conn,
+                store::EventKind::UnusableFrom,
+                Some(ticket_id),
+                None,
+                customer.map(|m| m.address.as_str()),
+                note,
+            )?;
         }
         record::insert_inbound(
             t.conn,
@@ -198,13 +216,14 @@ impl Pipeline {
         let decision = match self.acks.unauthenticated(t.msg) {
             Some(refusal) => Err(refusal),
             None => {
-                guard::may_acknowledge(&self.acks, &history, from, t.incoming.delivered_at, t.now)?
+                let to = customer.map_or("", |m| m.address.as_str());
+                guard::may_acknowledge(&self.acks, &history, to, t.incoming.delivered_at, t.now)?
             }
         };
         let refusal = decision.err().map(|r| r.to_string());
         let withheld = refusal.clone();
         if let Some(reason) = &refusal {
-            let address = t.msg.from.as_ref().map(|_| from);
+            let address = customer.map(|m| m.address.as_str());
             store::record_event(
                 t.conn,
                 store::EventKind::AckSuppressed,
@@ -218,7 +237,7 @@ impl Pipeline {
             None => AckDecision::Queued,
             Some(reason) => AckDecision::Suppressed(reason.clone()),
         };
-        if let Some(customer) = &t.msg.from {
+        if let Some(customer) = customer {
             let draft = Draft::Ack(AckDraft {
                 ticket_id,
                 ticket_ref: ticket_ref.clone(),
@@ -263,6 +282,7 @@ impl Pipeline {
             if let Draft::Notification(n) = &mut draft {
                 // The team learns why the customer heard nothing from us.
                 n.ack_withheld = withheld;
+                n.sender_note = sender_note;
             }
             drafts.push(Arc::new(Planned {
                 outcome: t.at,
@@ -333,8 +353,39 @@ impl Pipeline {
             reply_to: Some(self.threading.plus_address(&ticket.ticket_ref)),
             previous: ticket.previous.clone(),
             ack_withheld: None,
+            sender_note: None,
             ticket,
             message_id: self.signer.generate("note"),
         })))
     }
+}
+
+/// What stands in the customer column of a ticket nobody can be answered on.
+const NO_SENDER: &str = "(no usable sender)";
+
+/// The customer of a new request: From, else Reply-To, else Sender (RFC 5322 §3.6.2: where
+/// answers go, then who sent it), with a note for the team when From could not be used.
+fn customer_of(msg: &ParsedMessage) -> (Option<&crate::parse::Mailbox>, Option<String>) {
+    if let Some(from) = &msg.from {
+        return (Some(from), None);
+    }
+    let why = msg
+        .from_unusable
+        .as_ref()
+        .map_or_else(|| "no From".to_owned(), ToString::to_string);
+    for (header, mailbox) in [("Reply-To", &msg.reply_to), ("Sender", &msg.sender)] {
+        if let Some(m) = mailbox {
+            let note = format!(
+                "From unusable ({why}): {header} {} stands for the customer",
+                m.address
+            );
+            return (Some(m), Some(note));
+        }
+    }
+    (
+        None,
+        Some(format!(
+            "no usable sender address ({why}): nobody can be answered"
+        )),
+    )
 }

@@ -110,6 +110,8 @@ pub struct NotificationDraft<'a> {
     pub previous: Option<String>,
     /// Why the customer got no acknowledgement, when they got none.
     pub ack_withheld: Option<String>,
+    /// When From was unusable: who stands for the customer, or that nobody does.
+    pub sender_note: Option<String>,
     /// Our signed Message-ID, without brackets.
     pub message_id: String,
 }
@@ -197,6 +199,7 @@ impl Draft<'_> {
                         reply_to: n.reply_to.as_deref(),
                         previous: n.previous.as_deref(),
                         ack_withheld: n.ack_withheld.as_deref(),
+                        sender_note: n.sender_note.as_deref(),
                     },
                 )
             }

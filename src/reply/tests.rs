@@ -74,6 +74,7 @@ fn notification_input<'a>(customer: &'a Mailbox, raw: &'a [u8]) -> NotificationI
         reply_to: Some("support+CHT-12@example.test"),
         previous: None,
         ack_withheld: None,
+        sender_note: None,
     }
 }
 

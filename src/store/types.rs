@@ -221,6 +221,9 @@ text_enum! {
         /// A customer answered a ticket closed longer than `support.reopen_days` ago; a new
         /// ticket names the old one.
         Continued => "continued",
+        /// A request's From gave no usable address: Reply-To or Sender stood for the customer,
+        /// or nobody could (the detail says which).
+        UnusableFrom => "unusable_from",
     }
 }
 

@@ -10,4 +10,5 @@ mod e2e;
 mod golden;
 mod imap_intake;
 mod pipeline;
+mod senders;
 mod threads;

@@ -1,0 +1,238 @@
+//! Whole messages through [`parse`]: the real-mail cases that break helpdesks
+//! (`fixtures/cases`, from `../shared/cases`), each beside inputs of the same class written
+//! here in another shape.
+
+use super::{ParsedMessage, UnusableFrom, parse};
+
+const CASE_02: &[u8] = include_bytes!("../../fixtures/cases/02-subject-split-base64.eml");
+const CASE_12: &[u8] = include_bytes!("../../fixtures/cases/12-raw-latin1-from-subject.eml");
+const CASE_13: &[u8] = include_bytes!("../../fixtures/cases/13-encoded-word-swallows-address.eml");
+
+/// Every text a ticket, an acknowledgement or a notification can show.
+fn shown(m: &ParsedMessage) -> Vec<String> {
+    let mut out = vec![m.subject.clone(), m.text.clone(), m.new_text.clone()];
+    for mb in m
+        .from
+        .iter()
+        .chain(&m.reply_to)
+        .chain(&m.sender)
+        .chain(&m.to)
+        .chain(&m.cc)
+    {
+        out.extend(mb.name.clone());
+        out.push(mb.address.clone());
+    }
+    out.extend(m.attachments.iter().filter_map(|a| a.filename.clone()));
+    out.extend(m.headers.iter().map(|(_, v)| v.clone()));
+    out
+}
+
+fn assert_no_replacement_char(m: &ParsedMessage) {
+    for s in shown(m) {
+        assert!(!s.contains('\u{FFFD}'), "U+FFFD in {s:?}");
+    }
+}
+
+// (b) Headers decode whole.
+
+#[test]
+fn case_02_subject_and_name_split_inside_characters_come_out_whole() {
+    // See: ../shared/cases/README.md, case 02.
+    let m = parse(CASE_02);
+    assert_eq!(
+        m.subject,
+        "Problème de prélèvement après résiliation de l'abonnement"
+    );
+    let from = m.from.as_ref().unwrap();
+    assert_eq!(from.name.as_deref(), Some("Hélène Bérubé"));
+    assert_eq!(from.address, "helene.berube@customers.example");
+    assert_eq!(
+        m.header("from"),
+        Some("Hélène Bérubé <helene.berube@customers.example>")
+    );
+    assert_no_replacement_char(&m);
+}
+
+#[test]
+fn case_12_raw_latin1_from_and_subject_are_read_in_the_body_charset() {
+    // See: ../shared/cases/README.md, case 12.
+    let m = parse(CASE_12);
+    assert_eq!(m.subject, "Problème d'affichage du module de réservation");
+    assert_eq!(
+        m.from.as_ref().and_then(|f| f.name.as_deref()),
+        Some("François Lemaître")
+    );
+    assert!(
+        m.warnings
+            .iter()
+            .any(|w| w.starts_with("From has unencoded 8-bit bytes; read as iso-8859-1")),
+        "{:?}",
+        m.warnings
+    );
+    assert_no_replacement_char(&m);
+}
+
+#[test]
+fn split_words_in_every_header_and_file_name_come_out_whole() {
+    // Outlook-like: LF line ends, Subject last, Q words split in To and Cc names, a Shift_JIS
+    // Reply-To name split inside a character, file names as RFC 2231 sections and as split
+    // base64 words.
+    let raw = "MIME-Version: 1.0\n\
+From: =?utf-8?B?w4lsb8OvcyBEww==?=\n =?utf-8?B?vHJy?= <elois@clients.example>\n\
+To: =?UTF-8?Q?Service_Montr=C3?= =?UTF-8?Q?=A9al?= <support@example.test>\n\
+Cc: \"=?utf-8?q?Ren=C3?= =?utf-8?q?=A9e?=\" <renee@clients.example>, plain@clients.example\n\
+Reply-To: =?shift_jis?B?k/qW?= =?shift_jis?B?e4zq?= <jp@clients.example>\n\
+Sender: =?iso-8859-1?q?Jos=E9?= <jose@clients.example>\n\
+Message-ID: <split-1@clients.example>\n\
+Content-Type: multipart/mixed; boundary=\"b1\"\n\
+Subject: =?UTF-8?B?UsOpc2lsaWF0aW9uIGV0IHJlbWJvdXJzZW1lbnQg4oI=?=\n =?UTF-8?B?rCDDoCB2ZW5pcg==?=\n\
+\n\
+--b1\n\
+Content-Type: text/plain; charset=utf-8\n\
+\n\
+Voir les pièces jointes.\n\
+--b1\n\
+Content-Type: application/pdf\n\
+Content-Disposition: attachment;\n filename*0*=UTF-8''Facture%20r%C3;\n filename*1*=%A9sili%C3%A9e.pdf\n\
+\n\
+JVBERi0=\n\
+--b1\n\
+Content-Type: image/png;\n name=\"=?UTF-8?B?Q2FwdHVyZSBk4g==?= =?UTF-8?B?gJnDqWNyYW4ucG5n?=\"\n\
+Content-Disposition: attachment\n\
+\n\
+iVBORw0K\n\
+--b1--\n";
+    let m = parse(raw.as_bytes());
+    assert_eq!(m.subject, "Résiliation et remboursement € à venir");
+    assert_eq!(
+        m.from.as_ref().and_then(|f| f.name.as_deref()),
+        Some("Éloïs Dürr")
+    );
+    assert_eq!(m.to[0].name.as_deref(), Some("Service Montréal"));
+    assert_eq!(m.cc[0].name.as_deref(), Some("Renée"));
+    assert_eq!(m.cc[1].address, "plain@clients.example");
+    assert_eq!(m.reply_to.as_ref().unwrap().name.as_deref(), Some("日本語"));
+    assert_eq!(m.sender.as_ref().unwrap().name.as_deref(), Some("José"));
+    let names: Vec<_> = m
+        .attachments
+        .iter()
+        .map(|a| a.filename.as_deref())
+        .collect();
+    assert_eq!(
+        names,
+        [Some("Facture résiliée.pdf"), Some("Capture d’écran.png")]
+    );
+    assert_no_replacement_char(&m);
+}
+
+#[test]
+fn raw_8bit_headers_use_utf8_then_the_declared_charset_then_windows_1252() {
+    // A Polish mailer: raw ISO-8859-2 in Subject and From, charset declared only on the text
+    // part of a multipart; a raw UTF-8 name in Reply-To stays UTF-8.
+    let mut raw = Vec::new();
+    raw.extend_from_slice(b"Subject: Za\xbf\xf3\xb3\xe6 g\xea\xb6l\xb1 ja\xbc\xf1\r\n");
+    raw.extend_from_slice(b"From: Pawe\xb3 Nowak <pawel@klienci.example>\r\n");
+    raw.extend_from_slice("Reply-To: Łukasz <lukasz@klienci.example>\r\n".as_bytes());
+    raw.extend_from_slice(b"Thread-Topic: Za\xbf\xf3\xb3\xe6\r\n");
+    raw.extend_from_slice(b"Message-ID: <pl-1@klienci.example>\r\nMIME-Version: 1.0\r\n");
+    raw.extend_from_slice(b"Content-Type: multipart/alternative; boundary=x\r\n\r\n");
+    raw.extend_from_slice(b"--x\r\nContent-Type: text/plain; charset=\"ISO-8859-2\"\r\n\r\n");
+    raw.extend_from_slice(b"Dzie\xf1 dobry\r\n--x--\r\n");
+    let m = parse(&raw);
+    assert_eq!(m.subject, "Zażółć gęślą jaźń");
+    assert_eq!(
+        m.from.as_ref().and_then(|f| f.name.as_deref()),
+        Some("Paweł Nowak")
+    );
+    assert_eq!(
+        m.reply_to.as_ref().and_then(|f| f.name.as_deref()),
+        Some("Łukasz")
+    );
+    assert_eq!(m.header("thread-topic"), Some("Zażółć"));
+    assert!(
+        m.warnings
+            .iter()
+            .any(|w| w == "Subject has unencoded 8-bit bytes; read as ISO-8859-2 like the body"),
+        "{:?}",
+        m.warnings
+    );
+    assert_no_replacement_char(&m);
+
+    // No charset declared anywhere: windows-1252.
+    let m = parse(b"From: Ren\xe9e <r@x.example>\r\nSubject: \x93Hello\x94 \x80 5\r\n\r\nhi\r\n");
+    assert_eq!(m.subject, "\u{201c}Hello\u{201d} € 5");
+    assert_eq!(
+        m.from.as_ref().and_then(|f| f.name.as_deref()),
+        Some("Renée")
+    );
+    assert!(
+        m.warnings
+            .iter()
+            .any(|w| w == "Subject has unencoded 8-bit bytes; read as windows-1252")
+    );
+}
+
+// (g) Unusable From addresses.
+
+#[test]
+fn case_13_address_hidden_in_an_encoded_word_is_recovered() {
+    // See: ../shared/cases/README.md, case 13.
+    let m = parse(CASE_13);
+    let from = m.from.as_ref().unwrap();
+    assert_eq!(from.address, "zoe.brunet@customers.example");
+    assert_eq!(from.name.as_deref(), Some("Zoé Brunet"));
+    assert_eq!(m.from_unusable, None);
+    assert!(
+        m.warnings
+            .iter()
+            .any(|w| w.contains("inside an encoded-word"))
+    );
+}
+
+#[test]
+fn a_whole_mailbox_inside_one_q_word_is_recovered() {
+    let raw = "From: =?iso-8859-1?Q?Andr=E9_Pr=E9vost_<andre.prevost@clients.example>?=\r\n\
+Subject: x\r\n\r\nx\r\n";
+    let m = parse(raw.as_bytes());
+    let from = m.from.as_ref().unwrap();
+    assert_eq!(from.address, "andre.prevost@clients.example");
+    assert_eq!(from.name.as_deref(), Some("André Prévost"));
+}
+
+#[test]
+fn unusable_from_is_none_with_the_reason_and_reply_to_and_sender_are_kept() {
+    let m = parse(
+        b"From: Zoe <@customers.example>\r\nReply-To: Zoe <zoe@customers.example>\r\n\
+Sender: <>\r\nSubject: x\r\n\r\nx\r\n",
+    );
+    assert_eq!(m.from, None);
+    assert!(matches!(
+        m.from_unusable,
+        Some(UnusableFrom::EmptyLocalPart(_))
+    ));
+    assert_eq!(
+        m.reply_to.as_ref().unwrap().address,
+        "zoe@customers.example"
+    );
+    assert_eq!(m.sender, None);
+    assert!(
+        m.warnings
+            .iter()
+            .any(|w| w.starts_with("no usable From address: From address \"@customers.example\""))
+    );
+
+    let m = parse(b"From: jean@\r\nSender: Jean <jean@clients.example>\r\nSubject: x\r\n\r\nx\r\n");
+    assert_eq!(m.from, None);
+    assert!(matches!(m.from_unusable, Some(UnusableFrom::NoDomain(_))));
+    assert_eq!(m.sender.as_ref().unwrap().address, "jean@clients.example");
+    assert_eq!(m.from_address(), "");
+
+    let m = parse(b"From: Marc\r\nSubject: x\r\n\r\nx\r\n");
+    assert_eq!(m.from_unusable, Some(UnusableFrom::NoAddress));
+    let m = parse(b"Subject: x\r\n\r\nx\r\n");
+    assert_eq!(m.from_unusable, Some(UnusableFrom::Missing));
+    // Unusable To/Cc addresses are dropped, the usable ones kept.
+    let m = parse(b"From: a@x.example\r\nTo: @x.example, b@x.example, c@\r\n\r\nx\r\n");
+    let to: Vec<&str> = m.to.iter().map(|t| t.address.as_str()).collect();
+    assert_eq!(to, ["b@x.example"]);
+}
