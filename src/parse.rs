@@ -7,7 +7,8 @@
 //! Submodules: [`quote`] finds what the sender wrote this time, [`lang`] guesses fr/en,
 //! [`report`] reads delivery reports. Privately: `headers` reads every header whole from the
 //! raw bytes where mail-parser 0.11 gets it wrong (`encoded` for RFC 2047 runs and raw 8-bit,
-//! `params` for RFC 2231 file names), `address` says which addresses are usable.
+//! `params` for RFC 2231 file names, `fields` for fields it loses), `address` says which
+//! addresses are usable.
 
 use std::borrow::Cow;
 
@@ -20,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 mod address;
 mod encoded;
+mod fields;
 mod headers;
 pub mod lang;
 mod params;
@@ -228,7 +230,10 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
         size: raw.len(),
         ..Default::default()
     };
-    let bytes = normalize_line_endings(raw);
+    let mut bytes = normalize_line_endings(raw);
+    if let Some(padded) = fields::pad_date_zones(&bytes) {
+        bytes = Cow::Owned(padded);
+    }
     let Some(msg) = PARSER.parse(bytes.as_ref()) else {
         out.warnings.push("not parseable as a MIME message".into());
         out.message_id = synthesized_id(&out.raw_sha256);
@@ -239,7 +244,7 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
     };
     let hint = charset_hint(&msg);
     let hint = hint.as_deref();
-    let fields = headers::read(&msg, hint, &mut out.warnings);
+    let fields = headers::read(&msg, bytes.as_ref(), hint, &mut out.warnings);
     let value = |name: &str| {
         headers::find(&fields, name)
             .map(|f| &f.value)
