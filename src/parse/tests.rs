@@ -7,9 +7,17 @@ use proptest::prelude::*;
 use super::{HeaderValue, PARSER, ParsedMessage, UnusableFrom, headers, parse};
 
 const CASE_02: &[u8] = include_bytes!("../../fixtures/cases/02-subject-split-base64.eml");
+const CASE_11: &[u8] = include_bytes!("../../fixtures/cases/11-empty-plain-alternative.eml");
 const CASE_12: &[u8] = include_bytes!("../../fixtures/cases/12-raw-latin1-from-subject.eml");
 const CASE_13: &[u8] = include_bytes!("../../fixtures/cases/13-encoded-word-swallows-address.eml");
 const CASE_20: &[u8] = include_bytes!("../../fixtures/cases/20-date-zone-z-before-from.eml");
+
+/// `lines` joined with CRLF, as mail arrives over IMAP.
+fn crlf(lines: &[&str]) -> Vec<u8> {
+    let mut s = lines.join("\r\n");
+    s.push_str("\r\n");
+    s.into_bytes()
+}
 
 /// Every text a ticket, an acknowledgement or a notification can show.
 fn shown(m: &ParsedMessage) -> Vec<String> {
@@ -173,6 +181,93 @@ fn raw_8bit_headers_use_utf8_then_the_declared_charset_then_windows_1252() {
             .iter()
             .any(|w| w == "Subject has unencoded 8-bit bytes; read as windows-1252")
     );
+}
+
+// (f) Blank plain alternatives.
+
+#[test]
+fn case_11_blank_plain_alternative_falls_back_to_html() {
+    // See: ../shared/cases/README.md, case 11.
+    let m = parse(CASE_11);
+    assert!(m.text.contains("facturés deux fois"), "{:?}", m.text);
+    assert!(
+        m.new_text.contains("facturés deux fois"),
+        "{:?}",
+        m.new_text
+    );
+}
+
+#[test]
+fn blank_plain_alternative_deep_in_mixed_and_related_falls_back_to_html() {
+    // Apple-Mail-like tree: mixed[alternative[plain (base64 of white space and a no-break
+    // space), related[html, png]], pdf].
+    let raw = crlf(&[
+        "From: Ana <ana@clientes.example>",
+        "To: support@example.test",
+        "Subject: No puedo entrar",
+        "Message-ID: <deep-1@clientes.example>",
+        "MIME-Version: 1.0",
+        "Content-Type: multipart/mixed; boundary=m",
+        "",
+        "--m",
+        "Content-Type: multipart/alternative; boundary=a",
+        "",
+        "--a",
+        "Content-Type: text/plain; charset=utf-8",
+        "Content-Transfer-Encoding: base64",
+        "",
+        "ICAKwqAKCg==",
+        "--a",
+        "Content-Type: multipart/related; boundary=r",
+        "",
+        "--r",
+        "Content-Type: text/html; charset=utf-8",
+        "",
+        "<div>Desde ayer no puedo entrar en mi cuenta.</div><img src=\"cid:i1\">",
+        "--r",
+        "Content-Type: image/png",
+        "Content-ID: <i1>",
+        "Content-Transfer-Encoding: base64",
+        "",
+        "iVBORw0K",
+        "--r--",
+        "--a--",
+        "--m",
+        "Content-Type: application/pdf; name=captura.pdf",
+        "Content-Disposition: attachment; filename=captura.pdf",
+        "Content-Transfer-Encoding: base64",
+        "",
+        "JVBERi0=",
+        "--m--",
+    ]);
+    let m = parse(&raw);
+    assert_eq!(m.text, "Desde ayer no puedo entrar en mi cuenta.");
+    assert!(
+        m.attachments
+            .iter()
+            .any(|a| a.filename.as_deref() == Some("captura.pdf"))
+    );
+}
+
+#[test]
+fn a_plain_alternative_with_text_still_wins_over_html() {
+    let raw = crlf(&[
+        "From: a@x.example",
+        "Subject: s",
+        "Content-Type: multipart/alternative; boundary=a",
+        "",
+        "--a",
+        "Content-Type: text/plain",
+        "",
+        "plain words",
+        "--a",
+        "Content-Type: text/html",
+        "",
+        "<p>html words</p>",
+        "--a--",
+    ]);
+    let m = parse(&raw);
+    assert_eq!(m.text, "plain words");
 }
 
 // (g) Unusable From addresses.
