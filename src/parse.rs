@@ -318,7 +318,7 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
             "the text is inside a TNEF attachment (winmail.dat), which is not decoded".into(),
         );
     }
-    out.new_text = quote::new_text(&out.text);
+    out.new_text = quote::new_text_for(&out.text, &out.subject);
     out.language = lang::detect(&out.new_text).map(str::to_string);
     out.attachments = msg
         .attachments

@@ -7,6 +7,7 @@ use proptest::prelude::*;
 use super::{HeaderValue, PARSER, ParsedMessage, UnusableFrom, headers, parse};
 
 const CASE_02: &[u8] = include_bytes!("../../fixtures/cases/02-subject-split-base64.eml");
+const CASE_08: &[u8] = include_bytes!("../../fixtures/cases/08-forwarded-fr-gmail.eml");
 const CASE_11: &[u8] = include_bytes!("../../fixtures/cases/11-empty-plain-alternative.eml");
 const CASE_12: &[u8] = include_bytes!("../../fixtures/cases/12-raw-latin1-from-subject.eml");
 const CASE_13: &[u8] = include_bytes!("../../fixtures/cases/13-encoded-word-swallows-address.eml");
@@ -453,4 +454,58 @@ proptest! {
         // every form here has a date.
         prop_assert!(m.date.is_some() || !date.contains(":44"), "date {:?} unread", date);
     }
+}
+
+// (d) Forwards.
+
+#[test]
+fn case_08_gmail_forward_keeps_the_forwarded_request() {
+    // See: ../shared/cases/README.md, case 08.
+    let m = parse(CASE_08);
+    assert!(
+        m.new_text
+            .starts_with("Bonjour, je vous transfère la demande de notre comptable"),
+        "{}",
+        m.new_text
+    );
+    assert!(
+        m.new_text.contains("deux factures identiques"),
+        "{}",
+        m.new_text
+    );
+    assert!(m.new_text.contains("De : Nadia Benali"), "{}", m.new_text);
+}
+
+#[test]
+fn outlook_html_forward_keeps_the_forwarded_request_and_a_reply_does_not() {
+    let html = |subject: &str| {
+        crlf(&[
+            "From: Luc <luc@clients.example>",
+            "To: support@example.test",
+            &format!("Subject: {subject}"),
+            "MIME-Version: 1.0",
+            "Content-Type: text/html; charset=utf-8",
+            "",
+            "<div>Pour suite à donner.</div><div><br></div>",
+            "<hr style=\"display:inline-block;width:98%\">",
+            "<div id=\"divRplyFwdMsg\"><b>De :</b> Anne Roy &lt;anne@clients.example&gt;<br>",
+            "<b>Envoyé :</b> lundi 23 novembre 2026 09:00<br>",
+            "<b>À :</b> Luc &lt;luc@clients.example&gt;<br>",
+            "<b>Objet :</b> Widget absent</div>",
+            "<div>Le widget de chat a disparu de notre boutique depuis la mise à jour.</div>",
+        ])
+    };
+    let m = parse(&html("TR: Widget absent"));
+    assert!(
+        m.new_text.starts_with("Pour suite à donner."),
+        "{}",
+        m.new_text
+    );
+    assert!(
+        m.new_text.contains("Le widget de chat a disparu"),
+        "{}",
+        m.new_text
+    );
+    let m = parse(&html("RE: Widget absent"));
+    assert_eq!(m.new_text, "Pour suite à donner.");
 }
