@@ -7,20 +7,21 @@
 //! Submodules: [`quote`] finds what the sender wrote this time, [`lang`] guesses fr/en,
 //! [`report`] reads delivery reports. Privately: `headers` reads every header whole from the
 //! raw bytes where mail-parser 0.11 gets it wrong (`encoded` for RFC 2047 runs and raw 8-bit,
-//! `params` for RFC 2231 file names), `address` says which addresses are usable.
+//! `params` for RFC 2231 file names, `fields` for fields it loses), `address` says which
+//! addresses are usable, `body` finds the text.
 
 use std::borrow::Cow;
 
-use mail_parser::decoders::charsets::map::charset_decoder;
 use mail_parser::{
-    Address, Encoding, HeaderName, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders,
-    PartType,
+    Address, HeaderName, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders,
 };
 use sha2::{Digest, Sha256};
 
 mod address;
 pub mod attachments;
+mod body;
 mod encoded;
+mod fields;
 mod headers;
 pub mod lang;
 mod params;
@@ -30,6 +31,7 @@ pub mod report;
 mod tests;
 
 pub use address::UnusableFrom;
+pub use body::html_to_text;
 
 /// One address of a From/To/Cc header.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -229,7 +231,10 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
         size: raw.len(),
         ..Default::default()
     };
-    let bytes = normalize_line_endings(raw);
+    let mut bytes = normalize_line_endings(raw);
+    if let Some(padded) = fields::pad_date_zones(&bytes) {
+        bytes = Cow::Owned(padded);
+    }
     let Some(msg) = PARSER.parse(bytes.as_ref()) else {
         out.warnings.push("not parseable as a MIME message".into());
         out.message_id = synthesized_id(&out.raw_sha256);
@@ -240,7 +245,7 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
     };
     let hint = charset_hint(&msg);
     let hint = hint.as_deref();
-    let fields = headers::read(&msg, hint, &mut out.warnings);
+    let fields = headers::read(&msg, bytes.as_ref(), hint, &mut out.warnings);
     let value = |name: &str| {
         headers::find(&fields, name)
             .map(|f| &f.value)
@@ -298,9 +303,9 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
         out.content_type = "text/plain".into();
     }
     out.return_path = return_path(&msg, &out.headers);
-    out.text = body_text(&msg, &mut out.warnings);
+    out.text = body::body_text(&msg, &mut out.warnings);
     if out.text.is_empty() {
-        out.text = unsplit_multipart_body(&msg, &mut out.warnings);
+        out.text = body::unsplit_multipart_body(&msg, &mut out.warnings);
     }
     if out.text.is_empty()
         && msg.attachments().any(|a| {
@@ -314,7 +319,7 @@ pub fn parse(raw: &[u8]) -> ParsedMessage {
             "the text is inside a TNEF attachment (winmail.dat), which is not decoded".into(),
         );
     }
-    out.new_text = quote::new_text(&out.text);
+    out.new_text = quote::new_text_for(&out.text, &out.subject);
     out.language = lang::detect(&out.new_text).map(str::to_string);
     out.attachments = msg
         .attachments
@@ -428,158 +433,6 @@ fn return_path(msg: &Message<'_>, headers: &[(String, String)]) -> Option<String
             .find(|(n, _)| n == "return-path")
             .map(|(_, v)| clean(v)),
     }
-}
-
-/// Every inline text body part, converted and joined. Apple Mail splits one message into
-/// several text parts around inline images, so taking only the first would lose text.
-fn body_text(msg: &Message<'_>, warnings: &mut Vec<String>) -> String {
-    let mut out = String::new();
-    for (i, part) in msg.text_bodies().enumerate() {
-        let text = part_text(msg, part, i, warnings);
-        let text = text.trim_end();
-        if text.trim().is_empty() {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str("\n\n");
-        }
-        out.push_str(text);
-    }
-    out
-}
-
-/// A multipart message whose boundary never occurs has no parts at all for mail-parser, yet its
-/// body is often a perfectly readable bounce or note; keep it as plain text.
-fn unsplit_multipart_body(msg: &Message<'_>, warnings: &mut Vec<String>) -> String {
-    let root = msg.root_part();
-    let text = match &root.body {
-        PartType::Multipart(children) if children.is_empty() => msg
-            .raw_message
-            .get(root.offset_body as usize..)
-            .map(|b| encoded::decode_raw(b, None).0.trim().to_string())
-            .unwrap_or_default(),
-        // With no boundary found, mail-parser keeps the body as one text "attachment".
-        PartType::Text(t) => t.trim().to_string(),
-        PartType::Html(h) => html_to_text(h),
-        _ => String::new(),
-    };
-    if !text.is_empty() {
-        warnings.push("multipart body without its boundary; kept as plain text".into());
-    }
-    text
-}
-
-/// The text of one body part. mail-parser decodes unknown or missing charsets as lossy UTF-8;
-/// when that produced replacement characters, decode the part again as windows-1252, which
-/// never fails and is right for most unlabelled Western mail.
-fn part_text<'a>(
-    msg: &'a Message<'a>,
-    part: &'a MessagePart<'a>,
-    index: usize,
-    warnings: &mut Vec<String>,
-) -> Cow<'a, str> {
-    let (text, is_html) = match &part.body {
-        PartType::Text(t) => (t, false),
-        PartType::Html(h) => (h, true),
-        _ => return Cow::Borrowed(""),
-    };
-    let charset = part
-        .content_type()
-        .and_then(|ct| ct.attribute("charset"))
-        .map(|c| c.trim().trim_matches(['"', '\'', ';']).trim());
-    // UTF-8 is mail-parser's native case and so absent from its table of decoders.
-    let utf8_label =
-        charset.is_some_and(|c| c.eq_ignore_ascii_case("utf-8") || c.eq_ignore_ascii_case("utf8"));
-    let known = utf8_label || charset.is_some_and(|c| charset_decoder(c.as_bytes()).is_some());
-    let mut text: Cow<'a, str> = Cow::Borrowed(text.as_ref());
-    if text.contains('\u{FFFD}') {
-        let label = charset.unwrap_or("none");
-        if (!known || utf8_label)
-            && !mostly_utf8(&text)
-            && let Some(bytes) = transfer_decoded(msg, part)
-            && std::str::from_utf8(&bytes).is_err()
-        {
-            warnings.push(format!(
-                "text part {index}: charset {label:?} does not fit its bytes; read as windows-1252"
-            ));
-            text = Cow::Owned(encoded::windows_1252(&bytes));
-        } else if !known {
-            warnings.push(format!(
-                "text part {index}: unknown charset {label:?}; undecodable bytes replaced"
-            ));
-        }
-    } else if let Some(label) = charset.filter(|_| !known) {
-        warnings.push(format!(
-            "text part {index}: unknown charset {label:?}; read as UTF-8"
-        ));
-    }
-    if is_html {
-        Cow::Owned(html_to_text(&text))
-    } else {
-        text
-    }
-}
-
-/// Whether lossily decoded text is UTF-8 with a few broken bytes rather than another
-/// encoding: then its correctly decoded non-ASCII characters outnumber the replacements, and
-/// re-reading it all as windows-1252 would garble the good part.
-fn mostly_utf8(text: &str) -> bool {
-    let (mut good, mut bad) = (0usize, 0usize);
-    for c in text.chars().filter(|c| !c.is_ascii()) {
-        if c == '\u{FFFD}' {
-            bad += 1;
-        } else {
-            good += 1;
-        }
-    }
-    good > bad
-}
-
-/// The part's body bytes with the transfer encoding undone, before any charset decoding.
-fn transfer_decoded(msg: &Message<'_>, part: &MessagePart<'_>) -> Option<Vec<u8>> {
-    let raw = msg
-        .raw_message
-        .get(part.offset_body as usize..part.offset_end as usize)?;
-    match part.encoding {
-        Encoding::None => Some(raw.to_vec()),
-        Encoding::QuotedPrintable => {
-            mail_parser::decoders::quoted_printable::quoted_printable_decode(raw)
-        }
-        Encoding::Base64 => mail_parser::decoders::base64::base64_decode(raw),
-    }
-}
-
-/// HTML to readable text. mail-parser's converter drops tags, styles, scripts and entities but
-/// breaks lines only at `<br>` and `</p>`; Outlook and webmail lay text out in `<div>`s, table
-/// cells and list items, which would otherwise run together on one line and hide the reply
-/// header blocks the quote stripper looks for. So block-level tags become line breaks first.
-pub fn html_to_text(html: &str) -> String {
-    static BLOCK: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(
-            r"(?i)<(?:/?(?:div|tr|li|h[1-6]|blockquote|table|ul|ol|pre|hr|dt|dd)\b[^>]*|br\s*/?)>",
-        )
-        .expect("static regex")
-    });
-    let marked = BLOCK.replace_all(html, "<br>");
-    let text = mail_parser::decoders::html::html_to_text(&marked);
-    // Collapse the runs of empty lines nested blocks leave behind.
-    let mut out = String::with_capacity(text.len());
-    let mut blank = 0;
-    for line in text.lines() {
-        let line = line.trim_end();
-        if line.trim().is_empty() {
-            blank += 1;
-            if blank > 1 || out.is_empty() {
-                continue;
-            }
-        } else {
-            blank = 0;
-        }
-        out.push_str(line.trim_start_matches('\u{a0}'));
-        out.push('\n');
-    }
-    out.truncate(out.trim_end().len());
-    out
 }
 
 fn address_text(a: &Address<'_>) -> String {

@@ -2,12 +2,13 @@
 //!
 //! mail-parser's reading is kept where it is right, and replaced from the raw bytes where it
 //! is not: a run of encoded-words split inside a character, raw 8-bit bytes that are not
-//! UTF-8 ([`encoded`]), and an address a client hid inside an encoded-word.
+//! UTF-8 ([`encoded`]), an address a client hid inside an encoded-word, and a field it lost
+//! altogether behind an odd Date ([`fields`]).
 
 use mail_parser::{Address, HeaderValue, Message};
 
 use super::address::{self, UnusableFrom};
-use super::{Mailbox, PARSER, encoded};
+use super::{Mailbox, PARSER, encoded, fields};
 
 /// One header field: mail-parser's value (or ours, where we read it again) and the raw bytes.
 pub(super) struct Field<'a> {
@@ -48,14 +49,17 @@ fn reparse(name: &str, value: &[u8]) -> Option<HeaderValue<'static>> {
         .filter(|v| !matches!(v, HeaderValue::Empty))
 }
 
-/// The top-level fields in order: mail-parser's, with address values read again where their
-/// raw bytes need it.
+/// The top-level fields in raw order: mail-parser's, with address values read again where
+/// their raw bytes need it, and with each field mail-parser lost read on its own (`bytes` is
+/// what mail-parser was given).
 pub(super) fn read<'a>(
     msg: &'a Message<'a>,
+    bytes: &'a [u8],
     hint: Option<&str>,
     warnings: &mut Vec<String>,
 ) -> Vec<Field<'a>> {
-    msg.headers()
+    let mut out: Vec<Field<'a>> = msg
+        .headers()
         .iter()
         .map(|h| {
             let raw = msg
@@ -75,7 +79,29 @@ pub(super) fn read<'a>(
             }
             Field { name, value, raw }
         })
-        .collect()
+        .collect();
+    let parsed: Vec<String> = out.iter().map(|f| f.name.clone()).collect();
+    let raw_fields = fields::scan(bytes);
+    for (at, f) in fields::lost(&raw_fields, &parsed) {
+        let name = f.name.to_ascii_lowercase();
+        let Some(value) = reparse(f.name, f.value) else {
+            continue;
+        };
+        warnings.push(format!(
+            "{} was lost by the MIME parser; read from the raw header",
+            f.name
+        ));
+        let at = at.min(out.len());
+        out.insert(
+            at,
+            Field {
+                name,
+                value,
+                raw: f.value,
+            },
+        );
+    }
+    out
 }
 
 /// The last field called `name` (lower-case): mail-parser's choice for a repeated field,

@@ -9,6 +9,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+mod forward;
+
 fn re(pattern: &str) -> Regex {
     Regex::new(pattern).expect("static regex")
 }
@@ -127,23 +129,43 @@ fn is_header_block(lines: &[&str], i: usize) -> bool {
         >= 2
 }
 
+/// What ends the new text at a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// The sender's signature or a mobile footer: nothing of theirs below, but a forward may
+    /// still follow.
+    Signature,
+    /// Our own reply marker: everything below is our mail.
+    OwnMarker,
+    /// Outlook's `-----Original Message-----` or header block: history in a reply, the
+    /// forwarded message in a forward.
+    Outlook,
+}
+
 /// Lines that end the new text for good: everything from here down is history or signature.
 /// Cheap byte tests go first: this runs on every line, and most lines are plain prose.
-fn is_hard_cut(lines: &[&str], i: usize, has_marker: bool) -> bool {
+fn cut_at(lines: &[&str], i: usize, has_marker: bool) -> Option<Cut> {
     let line = lines[i];
     if is_signature_delimiter(line) {
-        return true;
+        return Some(Cut::Signature);
     }
     if has_marker && OWN_MARKER.is_match(line) {
-        return true;
+        return Some(Cut::OwnMarker);
     }
     let t = line.trim();
     if t.is_empty() || is_quoted(t) {
-        return false;
+        return None;
     }
-    (t.starts_with("--") && ORIGINAL_MESSAGE.is_match(t))
-        || (t.len() <= 120 && could_be_footer(t) && MOBILE_FOOTER.is_match(t))
+    if (t.starts_with("--") && ORIGINAL_MESSAGE.is_match(t))
         || (could_be_header(t) && is_header_block(lines, i))
+    {
+        return Some(Cut::Outlook);
+    }
+    (t.len() <= 120 && could_be_footer(t) && MOBILE_FOOTER.is_match(t)).then_some(Cut::Signature)
+}
+
+fn is_hard_cut(lines: &[&str], i: usize, has_marker: bool) -> bool {
+    cut_at(lines, i, has_marker).is_some()
 }
 
 fn starts_with_ci(t: &str, prefix: &str) -> bool {
@@ -236,38 +258,113 @@ fn rest_is_history(lines: &[&str], from: usize, has_marker: bool) -> bool {
     !(saw_quoted && saw_own)
 }
 
-/// The new text of `text` (see the module doc).
+/// The new text of `text` (see the module doc). A forward marked in the body itself
+/// ([`forward`]) keeps its forwarded content; with no subject to go by, an Outlook header
+/// block is taken as quoted history.
 pub fn new_text(text: &str) -> String {
+    new_text_for(text, "")
+}
+
+/// The new text of a message with this `subject`: as [`new_text`], except that when the
+/// subject says the message is a forward (`Fwd:`, `TR:`, `WG:`, `RV:`, ...), an Outlook
+/// header block or `-----Original Message-----` opens the forwarded content instead of
+/// history. A forwarded message is the request: its content stays, below the forwarder's
+/// own lines.
+pub fn new_text_for(text: &str, subject: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     // One scan of the whole text instead of one regex call per line.
     let has_marker = ["this line", "THIS LINE", "cette ligne", "CETTE LIGNE"]
         .iter()
         .any(|needle| text.contains(needle))
         && OWN_MARKER.is_match(text);
+    let out = request(&lines, forward::subject_is_forward(subject), has_marker, 0);
+    if out.is_empty() {
+        text.trim().to_string()
+    } else {
+        out
+    }
+}
+
+/// The new text of `lines`, forwarded content included; empty when nothing is left.
+/// `has_marker`: whether the whole text holds our own reply marker. `depth` counts the
+/// forwards this text is nested in.
+fn request(lines: &[&str], subject_forward: bool, has_marker: bool, depth: usize) -> String {
+    let look = (depth < forward::MAX_DEPTH).then_some(subject_forward);
+    let (keep, found) = scan(lines, has_marker, look);
+    let own = join_lines(&keep);
+    let Some(at) = found else {
+        return own;
+    };
+    let forwarded = forward::content(&lines[at..], |body| {
+        let inner = request(body, false, has_marker, depth + 1);
+        if inner.is_empty() {
+            join_lines(body)
+        } else {
+            inner
+        }
+    });
+    match (own.is_empty(), forwarded.is_empty()) {
+        (_, true) => own,
+        (true, false) => forwarded,
+        (false, false) => format!("{own}\n\n{forwarded}"),
+    }
+}
+
+/// One pass over `lines`: the lines the sender wrote this time (quoted history, signature and
+/// footers removed), and where forwarded content starts, if it does. `forward` is None when
+/// forwards are not looked for, else whether the subject says the message is one (see
+/// [`forward`]). A forward marker counts only above the first mark of reply history, so a
+/// marker inside the history of a reply is history too; below the signature it still counts
+/// (people sign, then forward).
+fn scan<'a>(
+    lines: &[&'a str],
+    has_marker: bool,
+    forward: Option<bool>,
+) -> (Vec<&'a str>, Option<usize>) {
     let mut keep: Vec<&str> = Vec::with_capacity(lines.len());
+    let mut signed = false;
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i];
-        if is_hard_cut(&lines, i, has_marker) {
-            break;
+        if forward.is_some() && forward::is_separator(line) {
+            return (keep, Some(i));
         }
-        if let Some(len) = attribution_len(&lines, i) {
-            if rest_is_history(&lines, i + len, has_marker) {
-                break;
+        match cut_at(lines, i, has_marker) {
+            Some(Cut::Signature) => {
+                if forward.is_none() {
+                    break;
+                }
+                signed = true;
+                i += 1;
+                continue;
+            }
+            Some(Cut::OwnMarker) => break,
+            Some(Cut::Outlook) => return (keep, forward.filter(|&s| s).map(|_| i)),
+            None => {}
+        }
+        if let Some(len) = attribution_len(lines, i) {
+            if rest_is_history(lines, i + len, has_marker) {
+                return (keep, forward.filter(|&s| s).map(|_| i));
             }
             i += len;
             continue;
         }
-        if !is_quoted(line) {
+        if !signed && !is_quoted(line) {
             keep.push(line);
         }
         i += 1;
     }
+    (keep, None)
+}
+
+/// `lines` joined, trailing white space and rules removed, blank runs folded to one line.
+fn join_lines(lines: &[&str]) -> String {
+    let mut keep = lines;
     // Rules and blank lines left at the bottom belonged to the cut block.
     while keep.last().is_some_and(|l| is_blank(l) || is_rule(l)) {
-        keep.pop();
+        keep = &keep[..keep.len() - 1];
     }
-    let mut out = String::with_capacity(text.len().min(4096));
+    let mut out = String::with_capacity(keep.iter().map(|l| l.len() + 1).sum::<usize>().min(4096));
     let mut blank_run = 0;
     for line in keep {
         if is_blank(line) {
@@ -282,12 +379,7 @@ pub fn new_text(text: &str) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
-    let out = out.trim();
-    if out.is_empty() {
-        text.trim().to_string()
-    } else {
-        out.to_string()
-    }
+    out.trim().to_string()
 }
 
 #[cfg(test)]

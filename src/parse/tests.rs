@@ -2,11 +2,23 @@
 //! (`fixtures/cases`, from `../shared/cases`), each beside inputs of the same class written
 //! here in another shape.
 
-use super::{ParsedMessage, UnusableFrom, parse};
+use proptest::prelude::*;
+
+use super::{HeaderValue, PARSER, ParsedMessage, UnusableFrom, headers, parse};
 
 const CASE_02: &[u8] = include_bytes!("../../fixtures/cases/02-subject-split-base64.eml");
+const CASE_08: &[u8] = include_bytes!("../../fixtures/cases/08-forwarded-fr-gmail.eml");
+const CASE_11: &[u8] = include_bytes!("../../fixtures/cases/11-empty-plain-alternative.eml");
 const CASE_12: &[u8] = include_bytes!("../../fixtures/cases/12-raw-latin1-from-subject.eml");
 const CASE_13: &[u8] = include_bytes!("../../fixtures/cases/13-encoded-word-swallows-address.eml");
+const CASE_20: &[u8] = include_bytes!("../../fixtures/cases/20-date-zone-z-before-from.eml");
+
+/// `lines` joined with CRLF, as mail arrives over IMAP.
+fn crlf(lines: &[&str]) -> Vec<u8> {
+    let mut s = lines.join("\r\n");
+    s.push_str("\r\n");
+    s.into_bytes()
+}
 
 /// Every text a ticket, an acknowledgement or a notification can show.
 fn shown(m: &ParsedMessage) -> Vec<String> {
@@ -172,6 +184,93 @@ fn raw_8bit_headers_use_utf8_then_the_declared_charset_then_windows_1252() {
     );
 }
 
+// (f) Blank plain alternatives.
+
+#[test]
+fn case_11_blank_plain_alternative_falls_back_to_html() {
+    // See: ../shared/cases/README.md, case 11.
+    let m = parse(CASE_11);
+    assert!(m.text.contains("facturés deux fois"), "{:?}", m.text);
+    assert!(
+        m.new_text.contains("facturés deux fois"),
+        "{:?}",
+        m.new_text
+    );
+}
+
+#[test]
+fn blank_plain_alternative_deep_in_mixed_and_related_falls_back_to_html() {
+    // Apple-Mail-like tree: mixed[alternative[plain (base64 of white space and a no-break
+    // space), related[html, png]], pdf].
+    let raw = crlf(&[
+        "From: Ana <ana@clientes.example>",
+        "To: support@example.test",
+        "Subject: No puedo entrar",
+        "Message-ID: <deep-1@clientes.example>",
+        "MIME-Version: 1.0",
+        "Content-Type: multipart/mixed; boundary=m",
+        "",
+        "--m",
+        "Content-Type: multipart/alternative; boundary=a",
+        "",
+        "--a",
+        "Content-Type: text/plain; charset=utf-8",
+        "Content-Transfer-Encoding: base64",
+        "",
+        "ICAKwqAKCg==",
+        "--a",
+        "Content-Type: multipart/related; boundary=r",
+        "",
+        "--r",
+        "Content-Type: text/html; charset=utf-8",
+        "",
+        "<div>Desde ayer no puedo entrar en mi cuenta.</div><img src=\"cid:i1\">",
+        "--r",
+        "Content-Type: image/png",
+        "Content-ID: <i1>",
+        "Content-Transfer-Encoding: base64",
+        "",
+        "iVBORw0K",
+        "--r--",
+        "--a--",
+        "--m",
+        "Content-Type: application/pdf; name=captura.pdf",
+        "Content-Disposition: attachment; filename=captura.pdf",
+        "Content-Transfer-Encoding: base64",
+        "",
+        "JVBERi0=",
+        "--m--",
+    ]);
+    let m = parse(&raw);
+    assert_eq!(m.text, "Desde ayer no puedo entrar en mi cuenta.");
+    assert!(
+        m.attachments
+            .iter()
+            .any(|a| a.filename.as_deref() == Some("captura.pdf"))
+    );
+}
+
+#[test]
+fn a_plain_alternative_with_text_still_wins_over_html() {
+    let raw = crlf(&[
+        "From: a@x.example",
+        "Subject: s",
+        "Content-Type: multipart/alternative; boundary=a",
+        "",
+        "--a",
+        "Content-Type: text/plain",
+        "",
+        "plain words",
+        "--a",
+        "Content-Type: text/html",
+        "",
+        "<p>html words</p>",
+        "--a--",
+    ]);
+    let m = parse(&raw);
+    assert_eq!(m.text, "plain words");
+}
+
 // (g) Unusable From addresses.
 
 #[test]
@@ -235,4 +334,178 @@ Sender: <>\r\nSubject: x\r\n\r\nx\r\n",
     let m = parse(b"From: a@x.example\r\nTo: @x.example, b@x.example, c@\r\n\r\nx\r\n");
     let to: Vec<&str> = m.to.iter().map(|t| t.address.as_str()).collect();
     assert_eq!(to, ["b@x.example"]);
+}
+
+// (j) Headers the parser loses.
+
+#[test]
+fn case_20_from_after_a_date_in_zone_z_is_read() {
+    // See: ../shared/cases/README.md, case 20.
+    let m = parse(CASE_20);
+    assert_eq!(m.from_address(), "marc.aubert@customers.example");
+    assert_eq!(m.subject, "Impossible de me connecter au tableau de bord");
+    assert_eq!(
+        m.message_id,
+        "20261124091244.GA7712@ws-14.customers.example"
+    );
+    assert_eq!(m.date, Some(1_795_511_564));
+    assert!(m.text.starts_with("Bonjour,"));
+}
+
+#[test]
+fn a_header_mail_parser_lost_is_read_on_its_own() {
+    // Straight through mail-parser, without the Date padding: it loses From; the fallback
+    // reads it from the raw bytes.
+    let msg = PARSER.parse(CASE_20).unwrap();
+    assert!(msg.from().is_none(), "mail-parser no longer loses From");
+    let mut warnings = Vec::new();
+    let fields = headers::read(&msg, CASE_20, None, &mut warnings);
+    let from = headers::find(&fields, "from").unwrap();
+    assert!(matches!(from.value, HeaderValue::Address(_)));
+    assert_eq!(
+        headers::mailbox(&fields, "from").unwrap().address,
+        "marc.aubert@customers.example"
+    );
+    assert_eq!(
+        warnings,
+        ["From was lost by the MIME parser; read from the raw header"]
+    );
+    // In raw order: Received, Message-ID, Date, From, ...
+    let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names[..5], ["received", "message-id", "date", "from", "to"]);
+}
+
+#[test]
+fn a_short_zone_on_the_last_header_keeps_the_body_and_other_headers() {
+    let raw = "From: Kai <kai@kunden.example>\nReferences: <r1@example.test>\n\
+Auto-Submitted: no\nDate: 24 Nov 2026 09:12 UT\n\nErste Zeile\nzweite Zeile\n";
+    let m = parse(raw.as_bytes());
+    assert_eq!(m.text, "Erste Zeile\nzweite Zeile");
+    assert_eq!(m.references, ["r1@example.test"]);
+    assert_eq!(m.header("auto-submitted"), Some("no"));
+    assert_eq!(m.date, Some(1_795_511_520));
+}
+
+/// The header fields of the property test: (field line, check on the parsed message).
+const FIELDS: &[&str] = &[
+    "From: Marc Aubert <marc.aubert@customers.example>",
+    "To: support@example.test",
+    "Subject: Impossible de me connecter",
+    "Message-ID: <prop-1@customers.example>",
+    "In-Reply-To: <irt-1@example.test>",
+    "References: <ref-0@example.test>\r\n <irt-1@example.test>",
+    "Auto-Submitted: no",
+];
+
+fn date_forms() -> impl Strategy<Value = String> {
+    let day = prop_oneof![Just(""), Just("Tue, "), Just("Tue,")];
+    let year = prop_oneof![Just("2026"), Just("26")];
+    let time = prop_oneof![Just("09:12:44"), Just("09:12")];
+    let zone = prop_oneof![
+        Just("+0000"),
+        Just("-0500"),
+        Just("Z"),
+        Just("z"),
+        Just("UT"),
+        Just("GMT"),
+        Just("EST"),
+        Just("A"),
+        Just("+0100 (CET)"),
+        Just("Z (UTC)"),
+        Just(""),
+    ];
+    let fold = prop_oneof![Just(" "), Just("\r\n ")];
+    (day, year, time, fold, zone)
+        .prop_map(|(d, y, t, f, z)| format!("Date: {d}24 Nov {y}{f}{t} {z}"))
+}
+
+proptest! {
+    #[test]
+    fn every_header_survives_any_order_and_date_form(
+        order in Just((0..=FIELDS.len()).collect::<Vec<usize>>()).prop_shuffle(),
+        date in date_forms(),
+        lf in any::<bool>(),
+    ) {
+        // Index FIELDS.len() is the Date.
+        let mut lines: Vec<String> = order
+            .iter()
+            .map(|&i| FIELDS.get(i).map_or(date.clone(), |f| f.to_string()))
+            .collect();
+        lines.push(String::new());
+        lines.push("Premiere ligne du texte.".into());
+        let mut raw = lines.join("\r\n");
+        raw.push_str("\r\n");
+        if lf {
+            raw = raw.replace("\r\n", "\n");
+        }
+        let m = parse(raw.as_bytes());
+        prop_assert_eq!(m.from_address(), "marc.aubert@customers.example");
+        prop_assert_eq!(m.subject.as_str(), "Impossible de me connecter");
+        prop_assert_eq!(m.message_id.as_str(), "prop-1@customers.example");
+        prop_assert_eq!(&m.in_reply_to, &["irt-1@example.test".to_string()]);
+        prop_assert_eq!(
+            &m.references,
+            &["ref-0@example.test".to_string(), "irt-1@example.test".to_string()]
+        );
+        prop_assert_eq!(m.header("auto-submitted"), Some("no"));
+        prop_assert_eq!(m.to.len(), 1);
+        prop_assert_eq!(m.text.as_str(), "Premiere ligne du texte.");
+        // mail-parser reads a time without seconds only with a numeric zone; with seconds,
+        // every form here has a date.
+        prop_assert!(m.date.is_some() || !date.contains(":44"), "date {:?} unread", date);
+    }
+}
+
+// (d) Forwards.
+
+#[test]
+fn case_08_gmail_forward_keeps_the_forwarded_request() {
+    // See: ../shared/cases/README.md, case 08.
+    let m = parse(CASE_08);
+    assert!(
+        m.new_text
+            .starts_with("Bonjour, je vous transfère la demande de notre comptable"),
+        "{}",
+        m.new_text
+    );
+    assert!(
+        m.new_text.contains("deux factures identiques"),
+        "{}",
+        m.new_text
+    );
+    assert!(m.new_text.contains("De : Nadia Benali"), "{}", m.new_text);
+}
+
+#[test]
+fn outlook_html_forward_keeps_the_forwarded_request_and_a_reply_does_not() {
+    let html = |subject: &str| {
+        crlf(&[
+            "From: Luc <luc@clients.example>",
+            "To: support@example.test",
+            &format!("Subject: {subject}"),
+            "MIME-Version: 1.0",
+            "Content-Type: text/html; charset=utf-8",
+            "",
+            "<div>Pour suite à donner.</div><div><br></div>",
+            "<hr style=\"display:inline-block;width:98%\">",
+            "<div id=\"divRplyFwdMsg\"><b>De :</b> Anne Roy &lt;anne@clients.example&gt;<br>",
+            "<b>Envoyé :</b> lundi 23 novembre 2026 09:00<br>",
+            "<b>À :</b> Luc &lt;luc@clients.example&gt;<br>",
+            "<b>Objet :</b> Widget absent</div>",
+            "<div>Le widget de chat a disparu de notre boutique depuis la mise à jour.</div>",
+        ])
+    };
+    let m = parse(&html("TR: Widget absent"));
+    assert!(
+        m.new_text.starts_with("Pour suite à donner."),
+        "{}",
+        m.new_text
+    );
+    assert!(
+        m.new_text.contains("Le widget de chat a disparu"),
+        "{}",
+        m.new_text
+    );
+    let m = parse(&html("RE: Widget absent"));
+    assert_eq!(m.new_text, "Pour suite à donner.");
 }
