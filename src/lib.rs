@@ -13,11 +13,13 @@
 //! - [`pipeline`]: one batch of raw messages in, one committed transaction out.
 //! - [`daemon`]: intake and sender as tasks, signals, reload, systemd notify.
 //!
+//! [`clock`] is "now" for the whole process (the system clock, or `SUPPORTD_NOW`);
 //! [`config`] is the typed configuration; [`cli`] has one function per subcommand; [`net`] and
 //! [`tls`] open the connections to the mail servers that [`mailbox`] and [`outbox`] talk to.
 
 pub mod classify;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod daemon;

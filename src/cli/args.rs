@@ -23,6 +23,16 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+    /// Testing aid: take "now" to be this RFC 3339 time, in every command and in the daemon.
+    #[arg(
+        long,
+        global = true,
+        env = "SUPPORTD_NOW",
+        hide = true,
+        value_name = "RFC3339",
+        value_parser = crate::clock::parse_rfc3339
+    )]
+    pub now: Option<i64>,
     #[command(subcommand)]
     pub command: Command,
 }

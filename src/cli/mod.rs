@@ -28,6 +28,11 @@ pub const EX_TEMPFAIL: u8 = 75;
 /// Whatever stopped the command (configuration, database, input), with its context; also a
 /// failure to write the results, except a reader that closed early, which is not one.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Read once here; everything below takes the time from the installed clock.
+    crate::clock::install(
+        cli.now
+            .map_or(crate::clock::Clock::System, crate::clock::Clock::Fixed),
+    );
     let mut out = Out::stdout();
     let config = cli.config.as_path();
     let code = match cli.command {

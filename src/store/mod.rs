@@ -127,9 +127,10 @@ impl Drop for Checkpointer {
     }
 }
 
-/// Current unix time in seconds.
+/// Current unix time in seconds, by the process's clock ([`crate::clock`]: the system clock,
+/// or the instant `SUPPORTD_NOW` fixed).
 pub fn now() -> i64 {
-    chrono::Utc::now().timestamp()
+    crate::clock::now()
 }
 
 /// RFC 3339 in UTC, e.g. `2024-05-01T09:30:00Z`, for unix seconds `t`.
