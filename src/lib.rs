@@ -12,6 +12,7 @@
 //! - [`outbox`]: SMTP delivery of queued mail with retries.
 //! - [`pipeline`]: one batch of raw messages in, one committed transaction out.
 //! - [`daemon`]: intake and sender as tasks, signals, reload, systemd notify.
+//! - [`sla`]: response times on a business calendar, escalations and the report.
 //!
 //! [`clock`] is "now" for the whole process (the system clock, or `SUPPORTD_NOW`);
 //! [`config`] is the typed configuration; [`cli`] has one function per subcommand; [`net`] and
@@ -30,6 +31,7 @@ pub mod outbox;
 pub mod parse;
 pub mod pipeline;
 pub mod reply;
+pub mod sla;
 pub mod store;
 pub mod thread;
 pub mod tls;
