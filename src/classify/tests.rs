@@ -419,12 +419,19 @@ fn default_rules_are_valid() {
         Some(ResponsePromise {
             min_hours,
             max_hours,
+            business: true,
+            confirm_only: false,
         })
     };
     assert_eq!(promise("billing"), hours(24, 24));
     assert_eq!(promise("technical"), hours(24, 48));
     assert_eq!(promise("account"), hours(24, 24));
-    assert_eq!(promise("feature"), hours(48, 48));
+    // "Confirmation sous 48 heures": the acknowledgement is the confirmation.
+    let confirmation = hours(48, 48).map(|p| ResponsePromise {
+        confirm_only: true,
+        ..p
+    });
+    assert_eq!(promise("feature"), confirmation);
     assert_eq!(promise("other"), hours(24, 48));
     let feature = rules.category("feature").map(|c| c.label_for("fr"));
     assert_eq!(feature, Some("Demande de fonctionnalité"));
@@ -1137,4 +1144,50 @@ fn accents_in_patterns_are_optional() {
     );
     let matched: Vec<&str> = c.matches.iter().map(|m| m.matched.as_str()).collect();
     assert_eq!(matched, ["PRELEVEMENT", "résilié"]);
+}
+
+#[test]
+fn a_response_says_whether_hours_are_business_hours_and_whether_the_ack_is_the_answer() {
+    let dir = tempdir();
+    write(&dir, "other.toml", &category("other", 90, true, ""));
+    let response = |text: &str| {
+        write(
+            &dir,
+            "feature.toml",
+            &category("feature", 40, false, &format!("response = {text}\n")),
+        );
+        check(&dir)
+    };
+    assert!(response("{ confirm_only = true }").is_empty());
+    let rules = load(&dir);
+    let promise = rules.category("feature").and_then(|c| c.response);
+    assert_eq!(
+        promise,
+        Some(ResponsePromise {
+            min_hours: 0,
+            max_hours: 0,
+            business: false,
+            confirm_only: true,
+        })
+    );
+    assert!(response("{ min_hours = 8, max_hours = 16, business = true }").is_empty());
+    let rules = load(&dir);
+    let promise = rules.category("feature").and_then(|c| c.response);
+    assert_eq!(promise.map(|p| (p.max_hours, p.business)), Some((16, true)));
+    let problems = response("{ min_hours = 8, max_hours = 16, business = \"yes\" }");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].reason.contains("response.business"),
+        "{problems:?}"
+    );
+    let problems = response("{ max_hours = 16, confirm = true }");
+    let reasons: Vec<&str> = problems.iter().map(|p| p.reason.as_str()).collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("response.confirm`")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("lacks `min_hours`")),
+        "{reasons:?}"
+    );
 }
