@@ -118,8 +118,17 @@ pub struct AckInput<'a> {
     pub customer_message_id: &'a str,
     pub customer_references: &'a [String],
     pub category_label: &'a str,
+    /// Response promise in hours, `(min, max)`.
     pub promise: Option<(u32, u32)>,
+    /// The promise counts working hours.
+    pub business: bool,
+    /// The promise is a confirmation: this acknowledgement keeps it.
+    pub confirm_only: bool,
     pub due_at: Option<DateTime<Utc>>,
+    /// The working hours (Monday first), when the request arrived outside them.
+    pub out_of_hours: Option<&'a [Vec<crate::sla::calendar::Span>; 7]>,
+    /// Ask for the account e-mail and project URL: accounts are known and none matched.
+    pub ask_for_account: bool,
     pub tips: &'a [String],
     pub short: bool,
     pub message_id: &'a str,
@@ -165,7 +174,11 @@ struct AckContext<'a> {
     subject: String,
     category: &'a str,
     promise: String,
+    confirm_only: bool,
     due: String,
+    out_of_hours: bool,
+    working_hours: String,
+    ask_for_account: bool,
     has_tips: bool,
     tips: &'a [String],
     faster_answer: Vec<&'static str>,
@@ -327,6 +340,8 @@ impl Templates {
         let tips = ["Vérifiez le code d'installation.".to_owned()];
         let rules = ["technical/widget (subject: \"widget\")".to_owned()];
         let due = Utc::now();
+        let office: [Vec<crate::sla::calendar::Span>; 7] =
+            std::array::from_fn(|d| if d < 5 { vec![(540, 1080)] } else { Vec::new() });
         for locale in &self.locales {
             let lang = Lang::of(locale);
             for (full, action) in [(true, "reply"), (false, "new"), (true, "oversized")] {
@@ -339,7 +354,11 @@ impl Templates {
                     customer_references: &[],
                     category_label: "Technique",
                     promise: full.then_some((24, 48)),
+                    business: full,
+                    confirm_only: !full,
                     due_at: full.then_some(due),
+                    out_of_hours: full.then_some(&office),
+                    ask_for_account: full,
                     tips: if full { &tips[..] } else { &[] },
                     short: false,
                     message_id: "sample-ack@example.test",
@@ -428,11 +447,18 @@ fn ack_context<'a>(identity: &'a Identity, input: &AckInput<'a>, lang: Lang) -> 
         customer_email: &input.customer.address,
         subject: subject_or_placeholder(input.original_subject),
         category: input.category_label,
-        promise: wording::promise(lang, input.promise),
+        promise: wording::promise(lang, input.promise, input.business),
+        confirm_only: input.confirm_only,
         due: input
             .due_at
             .map(|at| wording::due(lang, at, identity.timezone))
             .unwrap_or_default(),
+        out_of_hours: input.out_of_hours.is_some(),
+        working_hours: input
+            .out_of_hours
+            .map(|week| wording::working_hours(lang, week))
+            .unwrap_or_default(),
+        ask_for_account: input.ask_for_account,
         has_tips: !input.tips.is_empty(),
         tips: input.tips,
         faster_answer: wording::faster_answer(lang),

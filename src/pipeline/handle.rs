@@ -14,6 +14,7 @@ use crate::classify::Classifier;
 use crate::guard::{self, Automated, AutomatedKind};
 use crate::parse::ParsedMessage;
 use crate::reply::{self, AckDraft, Draft, NotificationDraft, Templates};
+use crate::sla;
 use crate::store::{self, StoreError};
 use crate::thread::Link;
 
@@ -127,9 +128,33 @@ impl Pipeline {
             .classifier
             .category(&classification.category)
             .unwrap_or_else(|| t.classifier.fallback());
-        let promise = category.response.map(|r| (r.min_hours, r.max_hours));
-        let due_at = promise.map(|(_, max)| t.now + i64::from(max) * 3600);
+        let response = category.response;
+        let promise = response.map(|r| (r.min_hours, r.max_hours));
+        // The clock starts when the mail server received the request (INTERNALDATE), not when
+        // we got round to it; never later than now.
+        let arrival = t.incoming.delivered_at.map_or(t.now, |d| d.min(t.now));
+        let calendar = self.calendar();
         let locale = self.locale_for(t.msg, t.templates);
+
+        let history = record::BatchHistory {
+            conn: t.conn,
+            drafts: drafts.as_slice(),
+        };
+        let decision =
+            guard::may_acknowledge(&self.acks, &history, from, t.incoming.delivered_at, t.now)?;
+        let refusal = decision.err().map(|r| r.to_string());
+        // A promise of a confirmation is kept by the acknowledgement, when one goes out.
+        let confirmed =
+            response.is_some_and(|r| r.confirm_only) && refusal.is_none() && t.msg.from.is_some();
+        let clock = response.map(|r| {
+            let budget = sla::clock::budget(&r);
+            (
+                r,
+                budget,
+                sla::clock::due(&calendar, r.business, arrival, budget),
+            )
+        });
+        let due_at = clock.filter(|_| !confirmed).map(|(_, _, due)| due);
         let (ticket_id, ticket_ref) = store::create_ticket(
             t.conn,
             &store::NewTicket {
@@ -143,6 +168,20 @@ impl Pipeline {
                 language: &locale,
             },
         )?;
+        if let Some((r, budget, due)) = clock {
+            store::start_clock(
+                t.conn,
+                &store::NewClock {
+                    ticket_id,
+                    clock: store::SlaClock::FirstResponse,
+                    started_at: arrival,
+                    budget,
+                    business: r.business,
+                    due_at: due,
+                    satisfied_at: confirmed.then_some(t.now),
+                },
+            )?;
+        }
         record::insert_inbound(
             t.conn,
             t.incoming,
@@ -160,13 +199,6 @@ impl Pipeline {
             store::ticket(t.conn, ticket_id)?.context("the ticket just created is not there")?;
         let tips = reply::tips_in(&classification.tips, &locale);
 
-        let history = record::BatchHistory {
-            conn: t.conn,
-            drafts: drafts.as_slice(),
-        };
-        let decision =
-            guard::may_acknowledge(&self.acks, &history, from, t.incoming.delivered_at, t.now)?;
-        let refusal = decision.err().map(|r| r.to_string());
         if let Some(reason) = &refusal {
             let address = t.msg.from.as_ref().map(|_| from);
             store::record_event(
@@ -183,6 +215,9 @@ impl Pipeline {
             Some(reason) => AckDecision::Suppressed(reason.clone()),
         };
         if let Some(customer) = &t.msg.from {
+            let business = response.is_some_and(|r| r.business);
+            let out_of_hours = (business && due_at.is_some() && !calendar.is_open(arrival))
+                .then(|| calendar.week().clone());
             let draft = Draft::Ack(AckDraft {
                 ticket_id,
                 ticket_ref: ticket_ref.clone(),
@@ -192,7 +227,11 @@ impl Pipeline {
                 msg: t.msg,
                 category_label: category.label_for(&locale).to_string(),
                 promise,
+                business,
+                confirm_only: confirmed,
                 due_at: due_at.and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
+                out_of_hours,
+                ask_for_account: false,
                 tips: tips.clone(),
                 message_id: self.signer.generate("ack"),
             });

@@ -46,7 +46,11 @@ fn ack_input<'a>(customer: &'a Mailbox, locale: &'a str) -> AckInput<'a> {
         customer_references: &[],
         category_label: "Facturation",
         promise: Some((24, 24)),
+        business: false,
+        confirm_only: false,
         due_at: Some(due()),
+        out_of_hours: None,
+        ask_for_account: false,
         tips: &[],
         short: false,
         message_id: "ack-1.sig@supportd.example.test",
@@ -135,7 +139,7 @@ fn french_ack_has_the_ref_the_label_the_promise_and_the_due_time_in_paris() {
     assert!(body.contains("Facturation"), "{body}");
     assert!(body.contains("sous 24 heures"), "{body}");
     assert!(
-        body.contains("mercredi 25 novembre 2026 à 14:30 (heure de Paris)"),
+        body.contains("mercredi 25 novembre à 14:30 (heure de Paris)"),
         "{body}"
     );
     assert!(body.contains("Bonjour Julie Martin,"), "{body}");
@@ -154,7 +158,7 @@ fn english_ack_has_the_ref_the_label_the_promise_and_the_due_time_in_paris() {
     assert!(body.contains("Technical"), "{body}");
     assert!(body.contains("within 24 to 48 hours"), "{body}");
     assert!(
-        body.contains("Wednesday 25 November 2026, 14:30 (Europe/Paris)"),
+        body.contains("Wednesday, November 25, 2:30 pm Paris time"),
         "{body}"
     );
 }
@@ -456,7 +460,7 @@ fn the_notification_parses_back_and_its_attachment_is_the_original_message() {
         "Billing (billing)",
         "billing/invoice or refund (subject: \"facture\")",
         "Invoices are under Billing > Manage subscription.",
-        "Wednesday 25 November 2026, 14:30 (Europe/Paris)",
+        "Wednesday, November 25, 2:30 pm Paris time",
         "I was charged twice.\nCan you refund one?",
         "original message is attached",
     ] {
@@ -499,7 +503,7 @@ fn a_reply_notification_in_french_says_reponse_and_shows_the_automated_reason() 
     let body = body_text(&out.raw);
     assert!(body.contains("auto-submitted: auto-replied"), "{body}");
     assert!(
-        body.contains("mercredi 25 novembre 2026 à 14:30 (heure de Paris)"),
+        body.contains("mercredi 25 novembre à 14:30 (heure de Paris)"),
         "{body}"
     );
     assert!(body.contains("message d'origine est joint"), "{body}");
@@ -630,12 +634,32 @@ fn templates_can_be_shared_across_tasks() {
 #[test]
 fn promises_are_worded_from_hours() {
     use wording::{Lang, promise};
-    assert_eq!(promise(Lang::Fr, Some((24, 24))), "sous 24 heures");
-    assert_eq!(promise(Lang::Fr, Some((24, 48))), "sous 24 à 48 heures");
-    assert_eq!(promise(Lang::En, Some((24, 48))), "within 24 to 48 hours");
-    assert_eq!(promise(Lang::En, Some((48, 48))), "within 48 hours");
-    assert_eq!(promise(Lang::En, Some((48, 24))), "within 24 to 48 hours");
-    assert_eq!(promise(Lang::En, None), "generally within 24 to 48 hours");
+    assert_eq!(promise(Lang::Fr, Some((24, 24)), false), "sous 24 heures");
+    assert_eq!(
+        promise(Lang::Fr, Some((24, 48)), false),
+        "sous 24 à 48 heures"
+    );
+    assert_eq!(
+        promise(Lang::En, Some((24, 48)), false),
+        "within 24 to 48 hours"
+    );
+    assert_eq!(promise(Lang::En, Some((48, 48)), false), "within 48 hours");
+    assert_eq!(
+        promise(Lang::En, Some((48, 24)), false),
+        "within 24 to 48 hours"
+    );
+    assert_eq!(
+        promise(Lang::En, None, false),
+        "generally within 24 to 48 hours"
+    );
+    assert_eq!(
+        promise(Lang::Fr, Some((24, 24)), true),
+        "sous 24 heures ouvrées"
+    );
+    assert_eq!(
+        promise(Lang::En, Some((24, 48)), true),
+        "within 24 to 48 business hours"
+    );
 }
 
 #[test]
@@ -647,11 +671,44 @@ fn due_times_follow_the_zone_and_french_ordinals() {
         .expect("date");
     assert_eq!(
         due(Lang::Fr, summer, chrono_tz::Tz::Europe__Paris),
-        "mercredi 1er juillet 2026 à 10:05 (heure de Paris)"
+        "mercredi 1er juillet à 10:05 (heure de Paris)"
     );
     assert_eq!(
         due(Lang::En, summer, chrono_tz::Tz::UTC),
-        "Wednesday 1 July 2026, 08:05 (UTC)"
+        "Wednesday, July 1, 8:05 am UTC"
+    );
+    // The examples: Tuesday 2 December 2025, 17:00 in Paris.
+    let evening = Utc
+        .with_ymd_and_hms(2025, 12, 2, 16, 0, 0)
+        .single()
+        .expect("date");
+    assert_eq!(
+        due(Lang::En, evening, chrono_tz::Tz::Europe__Paris),
+        "Tuesday, December 2, 5:00 pm Paris time"
+    );
+    assert_eq!(
+        due(Lang::Fr, evening, chrono_tz::Tz::Europe__Paris),
+        "mardi 2 décembre à 17:00 (heure de Paris)"
+    );
+    assert_eq!(
+        due(Lang::En, evening, chrono_tz::Tz::America__New_York),
+        "Tuesday, December 2, 11:00 am New York time"
+    );
+}
+
+#[test]
+fn working_hours_are_worded_by_groups_of_days() {
+    use wording::{Lang, working_hours};
+    let mut week: [Vec<crate::sla::calendar::Span>; 7] =
+        std::array::from_fn(|d| if d < 5 { vec![(540, 1080)] } else { Vec::new() });
+    assert_eq!(
+        working_hours(Lang::Fr, &week),
+        "du lundi au vendredi, 09:00-18:00"
+    );
+    week[5] = vec![(600, 720), (780, 810)];
+    assert_eq!(
+        working_hours(Lang::En, &week),
+        "Monday to Friday, 09:00-18:00; Saturday, 10:00-12:00 and 13:00-13:30"
     );
 }
 

@@ -13,6 +13,7 @@
 //! ([`crate::classify::ResponsePromise`]); the calendar is `[sla]` in the configuration.
 
 pub mod calendar;
+pub mod clock;
 pub mod holidays;
 
 use std::collections::BTreeSet;
@@ -20,7 +21,7 @@ use std::collections::BTreeSet;
 pub use calendar::{Calendar, CalendarError};
 pub use holidays::HolidayError;
 
-use crate::config::Config;
+use crate::config::SlaConfig;
 
 /// Why the configured calendar cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -31,18 +32,19 @@ pub enum SlaError {
     Calendar(#[from] CalendarError),
 }
 
-/// The business calendar `[sla]` describes, its holiday file read.
+/// The business calendar `[sla]` describes, its holiday file read; `zone` is the one to use
+/// when `[sla]` names none (`support.timezone`).
 ///
 /// # Errors
 /// The holiday file cannot be read or parsed, or no day has working hours.
-pub fn calendar(config: &Config) -> Result<Calendar, SlaError> {
-    let holidays = match &config.sla.holidays {
+pub fn calendar(sla: &SlaConfig, zone: chrono_tz::Tz) -> Result<Calendar, SlaError> {
+    let holidays = match &sla.holidays {
         Some(path) => holidays::load(path)?,
         None => BTreeSet::new(),
     };
     Ok(Calendar::new(
-        config.sla.zone(&config.support),
-        config.sla.hours.days().clone(),
+        sla.timezone.unwrap_or(zone),
+        sla.hours.days().clone(),
         holidays,
     )?)
 }
