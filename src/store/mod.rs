@@ -14,6 +14,7 @@
 //! - `outbox`: queued mail and its sending, and bouncing addresses;
 //! - `mailboxes`: IMAP watermarks and fetch health;
 //! - `events`: the audit trail, stats, quarantine;
+//! - `accounts`: customer accounts and the account each ticket was matched to;
 //! - `sla`: response clocks, what stops and pauses them, escalation marks.
 //!
 //! The values the schema constrains are enums ([`OutboxKind`], [`OutboxStatus`],
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
+mod accounts;
 mod events;
 mod mailboxes;
 mod messages;
@@ -34,6 +36,10 @@ mod sla;
 mod tickets;
 mod types;
 
+pub use accounts::{
+    Account, ImportCounts, NewAccount, account, account_by_project, has_accounts, link_account,
+    ticket_account, upsert_accounts,
+};
 pub use events::{
     QuarantinedItem, QuarantinedRaw, Stats, quarantine_list, quarantined, quarantined_raw,
     record_event, release_quarantined, stats,
