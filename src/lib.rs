@@ -14,9 +14,10 @@
 //! - [`daemon`]: intake and sender as tasks, signals, reload, systemd notify.
 //! - [`sla`]: response times on a business calendar, escalations and the report.
 //!
-//! [`accounts`] imports customer accounts and finds the one a request comes from; [`clock`] is "now" for the whole process (the system clock, or `SUPPORTD_NOW`);
-//! [`config`] is the typed configuration; [`cli`] has one function per subcommand; [`net`] and
-//! [`tls`] open the connections to the mail servers that [`mailbox`] and [`outbox`] talk to.
+//! [`accounts`] imports customer accounts and finds the one a request comes from; [`clock`]
+//! is "now" for the whole process (the system clock, or `SUPPORTD_NOW`); [`config`] is the
+//! typed configuration; [`cli`] has one function per subcommand; [`net`] and [`tls`] open the
+//! connections to the mail servers that [`mailbox`] and [`outbox`] talk to.
 
 pub mod accounts;
 pub mod classify;
