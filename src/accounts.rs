@@ -270,6 +270,56 @@ pub fn find(
     })
 }
 
+/// The account of ticket `ticket_id`: the one it was matched to, else one [`find`] finds from
+/// this message of `sender` (`text`), which is then recorded for the ticket. A customer who
+/// was asked for their account e-mail and answers with it is matched on that answer.
+///
+/// # Errors
+/// Database errors.
+pub fn match_ticket(
+    conn: &Connection,
+    ticket_id: i64,
+    sender: &str,
+    text: &str,
+    ignore: &[String],
+) -> Result<Lookup, StoreError> {
+    if let Some((_, by, Some(account))) = store::ticket_account(conn, ticket_id)? {
+        return Ok(Lookup::Found { account, by });
+    }
+    let lookup = find(conn, sender, text, ignore)?;
+    if let Lookup::Found { account, by } = &lookup {
+        store::link_account(conn, ticket_id, &account.email, *by)?;
+    }
+    Ok(lookup)
+}
+
+/// The account of ticket `ticket_id` as recorded, without matching anything new; when there
+/// is none, the e-mails and URLs its customer's messages named.
+///
+/// # Errors
+/// Database errors.
+pub fn of_ticket(
+    conn: &Connection,
+    ticket_id: i64,
+    customer: &str,
+    ignore: &[String],
+) -> Result<Lookup, StoreError> {
+    if let Some((_, by, Some(account))) = store::ticket_account(conn, ticket_id)? {
+        return Ok(Lookup::Found { account, by });
+    }
+    let text: Vec<String> = store::ticket_messages(conn, ticket_id)?
+        .into_iter()
+        .filter(|m| m.direction == store::Direction::In)
+        .map(|m| format!("{}\n{}", m.subject, m.text))
+        .collect();
+    let (emails, urls) = candidates(&text.join("\n"), customer, ignore);
+    Ok(Lookup::NotFound {
+        emails,
+        urls,
+        accounts_known: store::has_accounts(conn)?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

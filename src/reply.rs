@@ -7,11 +7,14 @@
 
 mod checks;
 mod draft;
+mod escalation;
 mod message;
 mod wording;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_sla;
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +27,7 @@ use checks::{
     too_deep,
 };
 pub use draft::{AckDraft, Draft, MIN_REQUEST_CHARS, NotificationDraft, tips_in};
+pub use escalation::{EscalationInput, Level};
 use wording::Lang;
 
 /// Loop header put on everything we send; its value is our own address.
@@ -34,7 +38,7 @@ pub const REPLY_ABOVE_MARKER: &str =
     "-- Répondez au-dessus de cette ligne / Reply above this line --";
 
 /// The templates every locale folder must provide, without the `.hbs` extension.
-const TEMPLATE_NAMES: [&str; 3] = ["ack", "ack_short", "notification"];
+const TEMPLATE_NAMES: [&str; 4] = ["ack", "ack_short", "notification", "escalation"];
 
 /// Far above any real mail template; keeps a mistaken paste (a log, a whole page) out of
 /// every mail we send.
@@ -152,6 +156,8 @@ pub struct NotificationInput<'a> {
     pub to: &'a str,
     pub message_id: &'a str,
     pub customer_message_id: &'a str,
+    /// The customer's account, or what the message named when none matched.
+    pub account: &'a crate::accounts::Lookup,
 }
 
 /// A mail ready for the outbox. Ids are without angle brackets.
@@ -205,8 +211,64 @@ struct NotificationContext<'a> {
     action_label: &'static str,
     automated: &'a str,
     original_attached: bool,
+    #[serde(flatten)]
+    account: AccountContext<'a>,
     support_name: &'a str,
     support_address: &'a str,
+}
+
+/// The account variables every team mail shares; templates/README.md documents them.
+#[derive(Serialize)]
+struct AccountContext<'a> {
+    account_found: bool,
+    /// `label: value` lines.
+    account: Vec<String>,
+    account_matched_by: &'static str,
+    accounts_known: bool,
+    found_emails: &'a [String],
+    found_urls: &'a [String],
+}
+
+/// A matched account, to render templates with before a set is accepted.
+fn sample_account() -> crate::accounts::Lookup {
+    crate::accounts::Lookup::Found {
+        account: crate::store::Account {
+            email: "julie@example.test".to_owned(),
+            name: "Julie Martin".to_owned(),
+            plan: "pro".to_owned(),
+            project_url: "https://example.test/p/1".to_owned(),
+            company: String::new(),
+            created_at: String::new(),
+            extra: vec![("seats".to_owned(), "3".to_owned())],
+        },
+        by: crate::store::AccountMatch::Sender,
+    }
+}
+
+fn account_context(lang: Lang, lookup: &crate::accounts::Lookup) -> AccountContext<'_> {
+    use crate::accounts::Lookup;
+    match lookup {
+        Lookup::Found { account, by } => AccountContext {
+            account_found: true,
+            account: wording::account_lines(lang, account),
+            account_matched_by: wording::matched_by(lang, *by),
+            accounts_known: true,
+            found_emails: &[],
+            found_urls: &[],
+        },
+        Lookup::NotFound {
+            emails,
+            urls,
+            accounts_known,
+        } => AccountContext {
+            account_found: false,
+            account: Vec::new(),
+            account_matched_by: "",
+            accounts_known: *accounts_known,
+            found_emails: emails,
+            found_urls: urls,
+        },
+    }
 }
 
 impl Templates {
@@ -340,6 +402,12 @@ impl Templates {
         let tips = ["Vérifiez le code d'installation.".to_owned()];
         let rules = ["technical/widget (subject: \"widget\")".to_owned()];
         let due = Utc::now();
+        let found = sample_account();
+        let not_found = crate::accounts::Lookup::NotFound {
+            emails: vec!["julie@example.test".to_owned()],
+            urls: Vec::new(),
+            accounts_known: true,
+        };
         let office: [Vec<crate::sla::calendar::Span>; 7] =
             std::array::from_fn(|d| if d < 5 { vec![(540, 1080)] } else { Vec::new() });
         for locale in &self.locales {
@@ -384,6 +452,7 @@ impl Templates {
                     to: "team@example.test",
                     message_id: "sample-notification@example.test",
                     customer_message_id: "sample@example.test",
+                    account: if full { &found } else { &not_found },
                 };
                 let ack = ack_context(&identity, &ack, lang);
                 let notification = notification_context(&identity, &notification, lang);
@@ -406,6 +475,7 @@ impl Templates {
                     })?;
                 }
             }
+            self.validate_escalation(locale)?;
         }
         Ok(())
     }
@@ -491,6 +561,7 @@ fn notification_context<'a>(
         action_label: wording::action_label(lang, input.action),
         automated: input.automated.unwrap_or_default(),
         original_attached: !input.original_raw.is_empty(),
+        account: account_context(lang, input.account),
         support_name: &identity.name,
         support_address: &identity.address,
     }

@@ -10,6 +10,7 @@ use rusqlite::Connection;
 
 use super::pool::Analysed;
 use super::{AckDecision, Incoming, Outcome, Pipeline, Planned, record};
+use crate::accounts;
 use crate::classify::Classifier;
 use crate::guard::{self, Automated, AutomatedKind};
 use crate::parse::ParsedMessage;
@@ -97,13 +98,20 @@ impl Pipeline {
             )?;
         }
         self.record_participants(t.conn, ticket.id, t.msg, t.incoming)?;
+        let account = accounts::match_ticket(
+            t.conn,
+            ticket.id,
+            t.msg.from_address(),
+            &t.msg.new_text,
+            &self.own_addresses,
+        )?;
         let notification = self.draft_notification(
             t.classifier,
             ticket,
-            t.msg,
-            t.incoming,
+            (t.msg, t.incoming),
             (Vec::new(), Vec::new()),
             "reply",
+            account,
         );
         if let Some(draft) = notification {
             drafts.push(Arc::new(Planned {
@@ -193,6 +201,20 @@ impl Pipeline {
             t.now,
         )?;
         self.record_participants(t.conn, ticket_id, t.msg, t.incoming)?;
+        let account = accounts::match_ticket(
+            t.conn,
+            ticket_id,
+            from,
+            &format!("{}\n{}", t.msg.subject, t.msg.text),
+            &self.own_addresses,
+        )?;
+        let ask_for_account = matches!(
+            account,
+            accounts::Lookup::NotFound {
+                accounts_known: true,
+                ..
+            }
+        );
         outcome.ticket = Some(ticket_ref.clone());
         outcome.category = Some(category.id.clone());
         let ticket =
@@ -231,7 +253,7 @@ impl Pipeline {
                 confirm_only: confirmed,
                 due_at: due_at.and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
                 out_of_hours,
-                ask_for_account: false,
+                ask_for_account,
                 tips: tips.clone(),
                 message_id: self.signer.generate("ack"),
             });
@@ -258,10 +280,10 @@ impl Pipeline {
         if let Some(draft) = self.draft_notification(
             t.classifier,
             ticket,
-            t.msg,
-            t.incoming,
+            (t.msg, t.incoming),
             (matched, tips),
             action,
+            account,
         ) {
             drafts.push(Arc::new(Planned {
                 outcome: t.at,
@@ -300,17 +322,17 @@ impl Pipeline {
             .to_string()
     }
 
-    /// The team notification for `ticket`, when a team address is configured: `(matched rules,
-    /// tips)` for a new request, `action` is the template's wording (`new`, `reply`,
-    /// `oversized`).
+    /// The team notification for `ticket` about `msg`, when a team address is configured:
+    /// `(matched rules, tips)` for a new request, `action` is the template's wording (`new`,
+    /// `reply`, `oversized`), `account` the customer's.
     fn draft_notification<'a>(
         &self,
         classifier: &Classifier,
         ticket: store::Ticket,
-        msg: &'a ParsedMessage,
-        incoming: &'a Incoming,
+        (msg, incoming): (&'a ParsedMessage, &'a Incoming),
         (matched, tips): (Vec<String>, Vec<String>),
         action: &'static str,
+        account: accounts::Lookup,
     ) -> Option<Draft<'a>> {
         let team = self.team_address.as_ref()?;
         let category_label = classifier
@@ -327,6 +349,7 @@ impl Pipeline {
             category_label,
             to: team.clone(),
             message_id: self.signer.generate("note"),
+            account,
         }))
     }
 }

@@ -71,6 +71,8 @@ pub struct NotificationDraft<'a> {
     pub to: String,
     /// Our signed Message-ID, without brackets.
     pub message_id: String,
+    /// The customer's account, or what the message named when none matched.
+    pub account: crate::accounts::Lookup,
 }
 
 impl AckDraft<'_> {
@@ -165,6 +167,7 @@ impl Draft<'_> {
                         to: &n.to,
                         message_id: &n.message_id,
                         customer_message_id: customer_id(n.msg),
+                        account: &n.account,
                     },
                 )
             }

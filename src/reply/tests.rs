@@ -6,7 +6,7 @@ use mail_parser::{MessageParser, MimeHeaders};
 use super::*;
 use crate::parse::Mailbox;
 
-fn shipped() -> Templates {
+pub(super) fn shipped() -> Templates {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
     match Templates::load(&dir) {
         Ok(t) => t,
@@ -14,7 +14,7 @@ fn shipped() -> Templates {
     }
 }
 
-fn identity() -> Identity {
+pub(super) fn identity() -> Identity {
     Identity {
         address: "support@example.test".to_owned(),
         name: "Support".to_owned(),
@@ -22,7 +22,7 @@ fn identity() -> Identity {
     }
 }
 
-fn julie() -> Mailbox {
+pub(super) fn julie() -> Mailbox {
     Mailbox {
         name: Some("Julie Martin".to_owned()),
         address: "julie@example.test".to_owned(),
@@ -30,13 +30,13 @@ fn julie() -> Mailbox {
 }
 
 /// 14:30 in Paris (UTC+1 in November).
-fn due() -> DateTime<Utc> {
+pub(super) fn due() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 25, 13, 30, 0)
         .single()
         .expect("valid date")
 }
 
-fn ack_input<'a>(customer: &'a Mailbox, locale: &'a str) -> AckInput<'a> {
+pub(super) fn ack_input<'a>(customer: &'a Mailbox, locale: &'a str) -> AckInput<'a> {
     AckInput {
         locale,
         ticket_ref: "CHT-12",
@@ -57,7 +57,18 @@ fn ack_input<'a>(customer: &'a Mailbox, locale: &'a str) -> AckInput<'a> {
     }
 }
 
-fn notification_input<'a>(customer: &'a Mailbox, raw: &'a [u8]) -> NotificationInput<'a> {
+/// A request no account matched, naming one address; accounts were imported.
+static NO_ACCOUNT: std::sync::LazyLock<crate::accounts::Lookup> =
+    std::sync::LazyLock::new(|| crate::accounts::Lookup::NotFound {
+        emails: vec!["julie.pro@example.test".to_owned()],
+        urls: vec!["https://boulangerie.example.test".to_owned()],
+        accounts_known: true,
+    });
+
+pub(super) fn notification_input<'a>(
+    customer: &'a Mailbox,
+    raw: &'a [u8],
+) -> NotificationInput<'a> {
     NotificationInput {
         locale: "en",
         ticket_ref: "CHT-12",
@@ -75,10 +86,11 @@ fn notification_input<'a>(customer: &'a Mailbox, raw: &'a [u8]) -> NotificationI
         to: "team@example.test",
         message_id: "note-1@supportd.example.test",
         customer_message_id: "abc@mail.example.test",
+        account: &NO_ACCOUNT,
     }
 }
 
-const ORIGINAL: &[u8] = b"From: Julie Martin <julie@example.test>\r\n\
+pub(super) const ORIGINAL: &[u8] = b"From: Julie Martin <julie@example.test>\r\n\
 To: support@example.test\r\n\
 Subject: Invoice\r\n\
 Message-ID: <abc@mail.example.test>\r\n\
@@ -87,7 +99,7 @@ Content-Transfer-Encoding: 8bit\r\n\
 \r\n\
 J'ai \xc3\xa9t\xc3\xa9 factur\xc3\xa9e deux fois.\r\n";
 
-fn ack(input: &AckInput<'_>) -> Outgoing {
+pub(super) fn ack(input: &AckInput<'_>) -> Outgoing {
     match shipped().render_ack(&identity(), input) {
         Ok(out) => out,
         Err(e) => panic!("ack must render: {e}"),
@@ -100,7 +112,7 @@ fn header_block(raw: &[u8]) -> String {
     format!("\r\n{}\r\n", &text[..end])
 }
 
-fn body_text(raw: &[u8]) -> String {
+pub(super) fn body_text(raw: &[u8]) -> String {
     let message = MessageParser::default().parse(raw).expect("parsable mail");
     message
         .body_text(0)
@@ -112,7 +124,7 @@ fn write_set(dir: &Path, locale: &str, ack: &str) {
     let folder = dir.join(locale);
     std::fs::create_dir_all(&folder).expect("mkdir");
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/en");
-    for name in ["ack_short", "notification"] {
+    for name in ["ack_short", "notification", "escalation"] {
         std::fs::copy(
             shipped.join(format!("{name}.hbs")),
             folder.join(format!("{name}.hbs")),

@@ -248,3 +248,66 @@ pub(super) fn excerpt_note(lang: Lang, omitted_lines: usize, attached: bool) -> 
         (Lang::En, false) => format!("[… {omitted_lines} more line(s) not shown]"),
     }
 }
+
+/// The account's details, one `label: value` line each (empty values left out, extra columns
+/// as they are named in the file), for the team.
+pub(super) fn account_lines(lang: Lang, account: &crate::store::Account) -> Vec<String> {
+    let labels = match lang {
+        Lang::Fr => [
+            "E-mail",
+            "Nom",
+            "Offre",
+            "Projet",
+            "Société",
+            "Client depuis",
+        ],
+        Lang::En => [
+            "E-mail",
+            "Name",
+            "Plan",
+            "Project",
+            "Company",
+            "Customer since",
+        ],
+    };
+    let values = [
+        &account.email,
+        &account.name,
+        &account.plan,
+        &account.project_url,
+        &account.company,
+        &account.created_at,
+    ];
+    labels
+        .iter()
+        .zip(values)
+        .map(|(label, value)| (label.to_string(), value.as_str()))
+        .chain(account.extra.iter().map(|(k, v)| (k.clone(), v.as_str())))
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(label, value)| format!("{label}: {value}"))
+        .collect()
+}
+
+/// How the account was matched, to follow "matched" / "trouvé".
+pub(super) fn matched_by(lang: Lang, by: crate::store::AccountMatch) -> &'static str {
+    use crate::store::AccountMatch::{EmailInMessage, ProjectUrl, Sender};
+    match (lang, by) {
+        (Lang::Fr, Sender) => "par l'adresse de l'expéditeur",
+        (Lang::Fr, EmailInMessage) => "par une adresse e-mail citée dans le message",
+        (Lang::Fr, ProjectUrl) => "par une URL de projet citée dans le message",
+        (Lang::En, Sender) => "by the sender's address",
+        (Lang::En, EmailInMessage) => "by an e-mail address written in the message",
+        (Lang::En, ProjectUrl) => "by a project URL written in the message",
+    }
+}
+
+/// An escalation's level, for the team's subject line and the template.
+pub(super) fn level_label(lang: Lang, level: super::escalation::Level) -> &'static str {
+    use super::escalation::Level::{AtRisk, Breached};
+    match (lang, level) {
+        (Lang::Fr, AtRisk) => "Délai bientôt dépassé",
+        (Lang::Fr, Breached) => "Délai dépassé",
+        (Lang::En, AtRisk) => "Response time at risk",
+        (Lang::En, Breached) => "Response time breached",
+    }
+}
