@@ -709,22 +709,6 @@ fn due_times_follow_the_zone_and_french_ordinals() {
 }
 
 #[test]
-fn working_hours_are_worded_by_groups_of_days() {
-    use wording::{Lang, working_hours};
-    let mut week: [Vec<crate::sla::calendar::Span>; 7] =
-        std::array::from_fn(|d| if d < 5 { vec![(540, 1080)] } else { Vec::new() });
-    assert_eq!(
-        working_hours(Lang::Fr, &week),
-        "du lundi au vendredi, 09:00-18:00"
-    );
-    week[5] = vec![(600, 720), (780, 810)];
-    assert_eq!(
-        working_hours(Lang::En, &week),
-        "Monday to Friday, 09:00-18:00; Saturday, 10:00-12:00 and 13:00-13:30"
-    );
-}
-
-#[test]
 fn a_customer_address_lettre_cannot_write_is_a_build_error_not_a_panic() {
     let customer = Mailbox {
         name: None,

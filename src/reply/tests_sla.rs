@@ -207,3 +207,19 @@ static NO_ACCOUNT_SEEN: std::sync::LazyLock<Lookup> =
         urls: Vec::new(),
         accounts_known: true,
     });
+
+#[test]
+fn working_hours_are_worded_by_groups_of_days() {
+    use wording::{Lang, working_hours};
+    let mut week: [Vec<crate::sla::calendar::Span>; 7] =
+        std::array::from_fn(|d| if d < 5 { vec![(540, 1080)] } else { Vec::new() });
+    assert_eq!(
+        working_hours(Lang::Fr, &week),
+        "du lundi au vendredi, 09:00-18:00"
+    );
+    week[5] = vec![(600, 720), (780, 810)];
+    assert_eq!(
+        working_hours(Lang::En, &week),
+        "Monday to Friday, 09:00-18:00; Saturday, 10:00-12:00 and 13:00-13:30"
+    );
+}
