@@ -223,3 +223,26 @@ fn working_hours_are_worded_by_groups_of_days() {
         "Monday to Friday, 09:00-18:00; Saturday, 10:00-12:00 and 13:00-13:30"
     );
 }
+
+#[test]
+fn due_times_read_as_the_issue_writes_them() {
+    use chrono::TimeZone;
+    use wording::{Lang, due};
+    // Tuesday 2 December 2025, 17:00 in Paris.
+    let evening = Utc
+        .with_ymd_and_hms(2025, 12, 2, 16, 0, 0)
+        .single()
+        .expect("date");
+    assert_eq!(
+        due(Lang::En, evening, chrono_tz::Tz::Europe__Paris),
+        "Tuesday, December 2, 5:00 pm Paris time"
+    );
+    assert_eq!(
+        due(Lang::Fr, evening, chrono_tz::Tz::Europe__Paris),
+        "mardi 2 décembre à 17:00 (heure de Paris)"
+    );
+    assert_eq!(
+        due(Lang::En, evening, chrono_tz::Tz::America__New_York),
+        "Tuesday, December 2, 11:00 am New York time"
+    );
+}
