@@ -13,7 +13,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 pub use args::{
-    Cli, Command, LogFormat, OutboxCommand, QuarantineCommand, RulesCommand, TicketsCommand,
+    AccountsCommand, Cli, Command, LogFormat, OutboxCommand, QuarantineCommand, RulesCommand,
+    SlaCommand, TicketsCommand,
 };
 use print::Out;
 
@@ -51,6 +52,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run => crate::daemon::run_blocking(config),
         Command::Status { json } => commands::status(config, json, &mut out),
         Command::Quarantine { command } => commands::quarantine(config, command, &mut out),
+        Command::Sla {
+            command: Some(SlaCommand::Escalate { json }),
+            ..
+        } => commands::sla_escalate(config, json, &mut out),
+        Command::Sla {
+            command: None,
+            since,
+            json,
+        } => commands::sla(config, since.as_deref(), json, &mut out),
+        Command::Accounts { command } => commands::accounts(config, command, &mut out),
     }?;
     out.flush()?;
     Ok(code)

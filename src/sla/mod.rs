@@ -14,7 +14,9 @@
 
 pub mod calendar;
 pub mod clock;
+pub mod escalate;
 pub mod holidays;
+pub mod report;
 
 use std::collections::BTreeSet;
 
