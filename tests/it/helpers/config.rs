@@ -29,6 +29,8 @@ pub struct TestConfig {
     smtp: Option<Stack>,
     /// Extra `key = value` lines for `[support]`.
     support_extra: Vec<String>,
+    /// Whole sections (`[sla]` and its lines) added at the end.
+    sections: Vec<String>,
 }
 
 impl TestConfig {
@@ -44,6 +46,7 @@ impl TestConfig {
             imap: None,
             smtp: None,
             support_extra: Vec::new(),
+            sections: Vec::new(),
         }
     }
 
@@ -87,6 +90,12 @@ impl TestConfig {
     /// One more `key = value` line in `[support]` (e.g. an unknown key).
     pub fn support_line(mut self, line: &str) -> Self {
         self.support_extra.push(line.into());
+        self
+    }
+
+    /// A whole section, header included (`"[sla]\nat_risk = 0.5"`), at the end of the file.
+    pub fn section(mut self, text: &str) -> Self {
+        self.sections.push(text.into());
         self
     }
 
@@ -138,6 +147,10 @@ impl TestConfig {
                 port = stack.smtp_port,
                 ca = stack.ca_file.display(),
             ));
+        }
+        for section in &self.sections {
+            text.push_str(section);
+            text.push('\n');
         }
         text
     }
