@@ -12,7 +12,8 @@
 //! things (latency, shutdown), and one of them stops servers. That one stops the servers of a
 //! second, private stack (its own directory and ports), never the shared one.
 //!
-//! A failing test prints the daemon's log (stderr of every run, in order).
+//! A failing test prints the daemon's log (stderr of every run, in order). Other areas' end-to-end
+//! tests (`sla`) use this module's world and mail helpers, and so its lock.
 
 use std::fs::OpenOptions;
 use std::future::Future;
@@ -38,7 +39,7 @@ static LOCK: Mutex<()> = Mutex::new(());
 
 /// Runs one test body on its own runtime while holding [`LOCK`] (a failed test poisons it;
 /// the next one goes on regardless).
-fn e2e<F: Future<Output = ()>>(name: &str, body: impl FnOnce() -> F) {
+pub(crate) fn e2e<F: Future<Output = ()>>(name: &str, body: impl FnOnce() -> F) {
     let _one_at_a_time = LOCK.lock().unwrap_or_else(PoisonError::into_inner);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -63,26 +64,26 @@ fn tag() -> String {
     )
 }
 
-fn customer(name: &str) -> String {
+pub(crate) fn customer(name: &str) -> String {
     format!("{name}-{}@boulangerie-martin.fr", tag())
 }
 
 // ---------------------------------------------------------------------------------- the world
 
 /// One test's daemon: config, database and log in a temp dir, its own addresses.
-struct World {
+pub(crate) struct World {
     stack: Stack,
-    app: App,
+    pub(crate) app: App,
     log: PathBuf,
-    support: String,
-    team: String,
+    pub(crate) support: String,
+    pub(crate) team: String,
     child: Option<Child>,
     /// "ready" lines in the log seen so far (one per run).
     readies: usize,
 }
 
 impl World {
-    fn new(test: &str, stack: &Stack) -> World {
+    pub(crate) fn new(test: &str, stack: &Stack) -> World {
         Self::with_rules(test, stack, &crate_dir().join("rules"))
     }
 
@@ -134,7 +135,7 @@ impl World {
     }
 
     /// Starts the daemon and waits until it said "ready" (connected to the mailbox).
-    async fn start_ready(&mut self) {
+    pub(crate) async fn start_ready(&mut self) {
         self.start();
         self.wait_ready().await;
     }
@@ -205,7 +206,7 @@ impl World {
     }
 
     /// SIGTERM and wait (the graceful stop between phases of a test).
-    async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         self.signal("-TERM");
         let (status, _) = self.wait_exit(Duration::from_secs(10)).await;
         assert!(status.success(), "supportd exited with {status}");
@@ -229,7 +230,7 @@ impl World {
     }
 
     /// Waits until `n` messages were taken in and nothing is left to send.
-    async fn wait_settled(&self, inbound: i64, within: Duration) {
+    pub(crate) async fn wait_settled(&self, inbound: i64, within: Duration) {
         wait_until(
             &format!("{inbound} messages stored and the outbox sent"),
             within,
@@ -285,7 +286,7 @@ async fn wait_until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) 
 static MESSAGE_N: AtomicU32 = AtomicU32::new(0);
 
 /// A fresh Message-ID (without brackets).
-fn message_id() -> String {
+pub(crate) fn message_id() -> String {
     format!(
         "e2e-{}-{}@boulangerie-martin.fr",
         tag(),
@@ -331,7 +332,7 @@ fn mail(
 
 const BILLING_SUBJECT: &str = "Prélèvement après résiliation";
 
-fn billing_mail(from: &str, to: &str, id: &str) -> Vec<u8> {
+pub(crate) fn billing_mail(from: &str, to: &str, id: &str) -> Vec<u8> {
     mail(
         from,
         "Julie Martin",
@@ -359,11 +360,11 @@ fn header(raw: &[u8], name: &str) -> String {
         .unwrap_or_default()
 }
 
-fn subject(raw: &[u8]) -> String {
+pub(crate) fn subject(raw: &[u8]) -> String {
     parse(raw).subject().unwrap_or_default().to_string()
 }
 
-fn body_text(raw: &[u8]) -> String {
+pub(crate) fn body_text(raw: &[u8]) -> String {
     parse(raw)
         .body_text(0)
         .map(|t| t.into_owned())

@@ -322,3 +322,68 @@ fn a_feature_request_is_confirmed_by_its_acknowledgement() {
     assert_eq!(report["open"], serde_json::json!([]));
     assert_eq!(report["categories"][0]["met"], 1);
 }
+
+// ------------------------------------------------------------------ through the real stack
+
+/// `supportd run` with `[smtp]` delivers the warning into the team's mailbox, then, after a
+/// restart two hours later, the breach; a third run sends nothing again.
+#[test]
+fn the_daemon_mails_the_team_the_warning_then_the_breach_once_each_across_restarts() {
+    use crate::e2e::{World, billing_mail, customer, e2e, message_id, subject};
+    use crate::helpers::mailstack::{Stack, maildir_files};
+    use std::time::Duration;
+
+    e2e("sla", || async {
+        let stack = Stack::shared();
+        let mut w = World::new("sla", &stack);
+        let julie = customer("julie");
+        // The request came in on Friday evening, by the MTA pipe.
+        w.app.set_now(FRIDAY_EVENING);
+        let raw = billing_mail(&julie, &w.support, &message_id());
+        w.app.ingest_one(&w.app.write("request.eml", &raw));
+
+        // Wednesday 11:00: 83 % of the 24 business hours are used.
+        w.app.set_now("2025-12-03T11:00:00+01:00");
+        w.start_ready().await;
+        let team = stack.wait_inbox(&w.team, 2, Duration::from_secs(30)).await;
+        w.wait_settled(1, Duration::from_secs(30)).await;
+        w.stop().await;
+        let subjects: Vec<String> = team.iter().map(|m| subject(m)).collect();
+        let warnings: Vec<&String> = subjects
+            .iter()
+            .filter(|s| s.contains("Délai bientôt dépassé"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{subjects:#?}");
+        assert!(warnings[0].starts_with("[CHT-1] "), "{subjects:#?}");
+        let warning = team
+            .iter()
+            .find(|m| subject(m).contains("Délai bientôt dépassé"))
+            .expect("the warning");
+        let text = fold(&crate::e2e::body_text(warning));
+        assert!(
+            text.contains("83 % du délai de réponse promis est écoulé"),
+            "{text}"
+        );
+        assert!(text.contains(&format!("Client : {julie}")), "{text}");
+
+        // Restarted after 15:00: the breach, and the warning is not sent again.
+        w.app.set_now("2025-12-03T16:00:00+01:00");
+        w.start_ready().await;
+        let team = stack.wait_inbox(&w.team, 3, Duration::from_secs(30)).await;
+        w.wait_settled(1, Duration::from_secs(30)).await;
+        w.stop().await;
+        assert!(
+            team.iter().any(|m| subject(m).contains("Délai dépassé")),
+            "{:#?}",
+            team.iter().map(|m| subject(m)).collect::<Vec<_>>()
+        );
+
+        // Once more: nothing new to say.
+        w.start_ready().await;
+        w.wait_settled(1, Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        w.stop().await;
+        assert_eq!(maildir_files(&stack.maildir(&w.team)).len(), 3);
+        assert_eq!(stack.inbox(&julie).await.len(), 1, "one acknowledgement");
+    });
+}
