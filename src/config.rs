@@ -722,6 +722,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_parses() {
+        let text = include_str!("../supportd.example.toml");
+        let c = Config::from_toml(text, Path::new("/etc/supportd")).unwrap();
+        assert_eq!(c.sla.hours.days()[4], vec![(540, 1080)]);
+        assert_eq!(c.sla.at_risk, 0.8);
+    }
+
+    #[test]
     fn bad_sla_values_are_errors_naming_the_key() {
         for (line, key) in [
             ("hours = { mon = \"9h-18h\" }", "9h-18h"),
