@@ -242,18 +242,46 @@ pub fn tickets(
                 &t.customer,
                 &config.own_addresses(),
             )?;
+            let response = response_clock(&config, store.conn(), t.id)?;
             if json {
                 let mut value = serde_json::to_value(&t)?;
                 value["account"] = serde_json::to_value(&account)?;
+                value["response"] = serde_json::to_value(response)?;
                 value["messages"] = serde_json::to_value(&messages)?;
                 print::json(out, &value)?;
             } else {
                 print::ticket(out, &t, &messages)?;
                 print::ticket_account(out, &account)?;
+                if let Some(clock) = &response {
+                    print::response_clock(out, clock)?;
+                }
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the ticket's first-response clock stands now, if it has one. A calendar that cannot
+/// be read (a broken holidays file) leaves it out with a warning: the ticket is still shown.
+fn response_clock(
+    config: &Config,
+    conn: &rusqlite::Connection,
+    ticket_id: i64,
+) -> anyhow::Result<Option<crate::sla::clock::Standing>> {
+    let Some(clock) = store::ticket_clock(conn, ticket_id)? else {
+        return Ok(None);
+    };
+    match crate::sla::calendar(&config.sla, config.support.timezone) {
+        Ok(calendar) => Ok(Some(crate::sla::clock::standing(
+            &calendar,
+            &clock,
+            store::now(),
+        ))),
+        Err(e) => {
+            problem(format_args!("response clock left out: {e}"));
+            Ok(None)
+        }
+    }
 }
 
 pub fn outbox(

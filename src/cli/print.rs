@@ -330,6 +330,20 @@ pub fn ticket_account(out: &mut impl Write, lookup: &crate::accounts::Lookup) ->
     }
 }
 
+/// The ticket's first-response clock, after `tickets show`'s account.
+pub fn response_clock(out: &mut impl Write, s: &crate::sla::clock::Standing) -> io::Result<()> {
+    let state = serde_json::to_value(s.state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "response: {state}, {:.0} % of the promised time used, due {}",
+        s.share * 100.0,
+        s.due.map(store::rfc3339).unwrap_or_else(|| "-".into())
+    )
+}
+
 /// `key: value` per non-empty field of an account, extra columns included.
 fn account_details(out: &mut impl Write, a: &store::Account, indent: &str) -> io::Result<()> {
     let known = [

@@ -66,7 +66,7 @@ impl State {
     }
 }
 
-/// A clock's standing at some instant.
+/// A clock's standing at some instant (`tickets show --json` prints it as `response`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Standing {
     pub state: State,
@@ -75,7 +75,8 @@ pub struct Standing {
     /// `used` over the promised seconds (1.0 and more: the time is up).
     pub share: f64,
     /// When the time runs out (or ran out); `None` while paused with time left, and for a
-    /// confirmed promise.
+    /// confirmed promise. RFC 3339 in JSON.
+    #[serde(serialize_with = "super::report::ser_opt_time")]
     pub due: Option<i64>,
     /// Seconds of working time on the calendar until the answer (or now), pauses left out,
     /// whatever the promise counts in: what the report compares across categories.

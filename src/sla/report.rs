@@ -170,11 +170,13 @@ pub fn parse_since(text: &str, calendar: &Calendar) -> Result<i64, String> {
         .ok_or_else(|| format!("--since {text:?}: that midnight does not exist in the zone"))
 }
 
-fn ser_time<S: serde::Serializer>(t: &i64, s: S) -> Result<S::Ok, S::Error> {
+/// Unix seconds as RFC 3339, as every command prints times.
+pub(super) fn ser_time<S: serde::Serializer>(t: &i64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&store::rfc3339(*t))
 }
 
-fn ser_opt_time<S: serde::Serializer>(t: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+/// Optional unix seconds as RFC 3339 or null.
+pub(super) fn ser_opt_time<S: serde::Serializer>(t: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
     match t {
         Some(t) => s.serialize_str(&store::rfc3339(*t)),
         None => s.serialize_none(),

@@ -252,6 +252,7 @@ fn pending_pauses_the_clock_until_the_customer_answers() {
     let ticket = &report["open"][0];
     assert_eq!(ticket["state"], "paused");
     assert_eq!(ticket["due"], Value::Null);
+    assert_eq!(app.ticket("CHT-1")["response"]["state"], "paused");
     assert!(escalate(&app, "2025-12-03T09:30:00+01:00").is_empty());
     status_change(
         &app,
@@ -279,6 +280,9 @@ fn the_first_answer_stops_the_clock_and_counts_as_met() {
     // Monday 11:30: 2.5 business hours after the weekend.
     answer(&app, "CHT-1", "2025-12-01T11:30:00+01:00");
     assert!(escalate(&app, "2025-12-05T09:00:00+01:00").is_empty());
+    let response = &app.ticket("CHT-1")["response"];
+    assert_eq!(response["state"], "met", "{response:#}");
+    assert_eq!(response["business_used"], 9000);
     let report = app.json(&["sla", "--json", "--since", "2025-11-28"]);
     assert_eq!(report["open"], serde_json::json!([]));
     let billing = &report["categories"][0];
