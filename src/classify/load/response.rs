@@ -93,3 +93,63 @@ fn hours(cx: &mut Ctx<'_>, what: &str, v: &Spanned<DeValue<'_>>) -> Option<(u32,
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::classify::{Classifier, ResponsePromise, RuleProblem};
+
+    /// A valid category file with `response = <text>`.
+    fn category(id: &str, order: i64, fallback: bool, response: Option<&str>) -> String {
+        let response = response
+            .map(|r| format!("response = {r}\n"))
+            .unwrap_or_default();
+        format!(
+            "id = \"{id}\"\nlabel = {{ en = \"{id} label\" }}\norder = {order}\n\
+             fallback = {fallback}\n{response}"
+        )
+    }
+
+    #[test]
+    fn a_response_says_whether_hours_are_business_hours_and_whether_the_ack_is_the_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        write("other.toml", &category("other", 90, true, None));
+        let response = |text: &str| -> Vec<RuleProblem> {
+            write("feature.toml", &category("feature", 40, false, Some(text)));
+            Classifier::check_dir(dir.path())
+        };
+        let load = || Classifier::load_dir(dir.path()).unwrap();
+        assert!(response("{ confirm_only = true }").is_empty());
+        let rules = load();
+        let promise = rules.category("feature").and_then(|c| c.response);
+        assert_eq!(
+            promise,
+            Some(ResponsePromise {
+                min_hours: 0,
+                max_hours: 0,
+                business: false,
+                confirm_only: true,
+            })
+        );
+        assert!(response("{ min_hours = 8, max_hours = 16, business = true }").is_empty());
+        let rules = load();
+        let promise = rules.category("feature").and_then(|c| c.response);
+        assert_eq!(promise.map(|p| (p.max_hours, p.business)), Some((16, true)));
+        let problems = response("{ min_hours = 8, max_hours = 16, business = \"yes\" }");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].reason.contains("response.business"),
+            "{problems:?}"
+        );
+        let problems = response("{ max_hours = 16, confirm = true }");
+        let reasons: Vec<&str> = problems.iter().map(|p| p.reason.as_str()).collect();
+        assert!(
+            reasons.iter().any(|r| r.contains("response.confirm`")),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons.iter().any(|r| r.contains("lacks `min_hours`")),
+            "{reasons:?}"
+        );
+    }
+}
