@@ -74,11 +74,19 @@ impl fmt::Display for RuleProblem {
     }
 }
 
-/// How soon the customer is promised an answer, in hours.
+/// How soon the customer is promised an answer, in hours: a category's `response`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ResponsePromise {
     pub min_hours: u32,
+    /// The bound a ticket is due by ("24 to 48 hours" is due after 48).
     pub max_hours: u32,
+    /// The hours count only inside working hours (`[sla]`), not on the wall clock.
+    #[serde(default)]
+    pub business: bool,
+    /// The promise is a confirmation, which the acknowledgement itself gives: no response
+    /// clock runs and nothing escalates.
+    #[serde(default)]
+    pub confirm_only: bool,
 }
 
 /// A ticket category as declared by one rules file.

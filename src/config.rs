@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use agents::AgentsConfig;
-pub use values::{LocalPartPattern, Secret, parse_duration, parse_size};
+pub use values::{LocalPartPattern, Secret, WeekHours, parse_duration, parse_size};
 
 /// Everything that can go wrong while reading the configuration.
 ///
@@ -50,6 +50,8 @@ pub struct Config {
     pub guard: GuardConfig,
     #[serde(default)]
     pub agents: AgentsConfig,
+    #[serde(default)]
+    pub sla: SlaConfig,
     pub imap: Option<ImapConfig>,
     pub smtp: Option<SmtpConfig>,
     /// Folder of the config file; relative paths were resolved against it.
@@ -184,6 +186,44 @@ impl Default for GuardConfig {
             authserv_id: None,
             acknowledge: AcknowledgeMode::default(),
         }
+    }
+}
+
+/// `[sla]`: the business calendar that response times are counted on (for categories whose
+/// rules say `business = true`), and when the team is warned.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlaConfig {
+    /// The zone working hours are read in; `support.timezone` when unset.
+    #[serde(default, deserialize_with = "values::sla_timezone")]
+    pub timezone: Option<chrono_tz::Tz>,
+    /// Working hours per weekday: `hours = { mon = "09:00-18:00", ..., sun = "" }`. A day left
+    /// out, or `""`, is a day off. Default: 09:00-18:00 Monday to Friday.
+    #[serde(default)]
+    pub hours: WeekHours,
+    /// A file of holidays: one `YYYY-MM-DD` a line, or an iCalendar file (all-day events).
+    pub holidays: Option<PathBuf>,
+    /// The share of its time a ticket has used when the team gets the "at risk" warning,
+    /// written `0.8` or `"80%"`; strictly between 0 and 1.
+    #[serde(default = "default_at_risk", deserialize_with = "values::share")]
+    pub at_risk: f64,
+}
+
+impl Default for SlaConfig {
+    fn default() -> Self {
+        Self {
+            timezone: None,
+            hours: WeekHours::default(),
+            holidays: None,
+            at_risk: default_at_risk(),
+        }
+    }
+}
+
+impl SlaConfig {
+    /// The zone of the working hours: `[sla] timezone`, else `support.timezone`.
+    pub fn zone(&self, support: &SupportConfig) -> chrono_tz::Tz {
+        self.timezone.unwrap_or(support.timezone)
     }
 }
 
@@ -357,6 +397,9 @@ fn default_templates_dir() -> PathBuf {
 fn default_max_ack_age() -> Duration {
     Duration::from_secs(7 * 86400)
 }
+fn default_at_risk() -> f64 {
+    0.8
+}
 fn default_acks_per_hour() -> u32 {
     3
 }
@@ -432,6 +475,9 @@ impl Config {
         fix(&mut self.storage.database);
         fix(&mut self.rules.dir);
         fix(&mut self.templates.dir);
+        if let Some(p) = self.sla.holidays.as_mut() {
+            fix(p);
+        }
         for auth in [
             self.imap.as_mut().map(|i| &mut i.auth),
             self.smtp.as_mut().map(|s| &mut s.auth),
@@ -702,6 +748,55 @@ mod tests {
         let default = LocalPartPattern::default();
         assert!(default.regex().is_match("No-Reply"));
         assert!(!default.regex().is_match("julie"));
+    }
+
+    #[test]
+    fn sla_defaults_to_office_hours_in_the_support_zone_and_reads_what_is_written() {
+        let c = Config::from_toml(MINIMAL, Path::new("/etc/supportd")).unwrap();
+        assert_eq!(c.sla.zone(&c.support), chrono_tz::Tz::Europe__Paris);
+        assert_eq!(c.sla.hours.days()[0], vec![(540, 1080)]);
+        assert!(c.sla.hours.days()[5].is_empty() && c.sla.hours.days()[6].is_empty());
+        assert_eq!(c.sla.at_risk, 0.8);
+        let text = format!(
+            "{MINIMAL}[sla]\ntimezone = \"America/Montreal\"\nholidays = \"holidays.ics\"\n\
+             at_risk = \"75%\"\nhours = {{ mon = \"09:00-12:30,13:30-18:00\", sat = \"\" }}\n"
+        );
+        let c = Config::from_toml(&text, Path::new("/etc/supportd")).unwrap();
+        assert_eq!(c.sla.zone(&c.support), chrono_tz::Tz::America__Montreal);
+        assert_eq!(c.sla.hours.days()[0], vec![(540, 750), (810, 1080)]);
+        assert!(
+            c.sla.hours.days()[1].is_empty(),
+            "a day left out is a day off"
+        );
+        assert_eq!(c.sla.at_risk, 0.75);
+        assert_eq!(
+            c.sla.holidays,
+            Some(PathBuf::from("/etc/supportd/holidays.ics"))
+        );
+    }
+
+    #[test]
+    fn the_example_file_parses() {
+        let text = include_str!("../supportd.example.toml");
+        let c = Config::from_toml(text, Path::new("/etc/supportd")).unwrap();
+        assert_eq!(c.sla.hours.days()[4], vec![(540, 1080)]);
+        assert_eq!(c.sla.at_risk, 0.8);
+    }
+
+    #[test]
+    fn bad_sla_values_are_errors_naming_the_key() {
+        for (line, key) in [
+            ("hours = { mon = \"9h-18h\" }", "9h-18h"),
+            ("hours = { monday = \"09:00-18:00\" }", "monday"),
+            ("hours = { mon = \"\", tue = \"\" }", "no working hours"),
+            ("at_risk = 1.5", "at_risk"),
+            ("at_risk = \"often\"", "at_risk"),
+            ("timezone = \"Paris\"", "sla.timezone"),
+        ] {
+            let text = format!("{MINIMAL}[sla]\n{line}\n");
+            let err = Config::from_toml(&text, Path::new(".")).unwrap_err();
+            assert!(err.contains(key), "{line}: {err}");
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! The daemon: IMAP intake and the SMTP sender as tasks, signals, reload, systemd notify.
+//! The daemon: IMAP intake, the SMTP sender and the escalation check as tasks, signals, reload,
+//! systemd notify.
 //!
 //! Entry point: [`run`] (with [`run_blocking`] for `main`). Intake and sender run as tasks; if
-//! either dies the process exits non-zero so systemd restarts it. SIGTERM and SIGINT let the
+//! either dies the process exits non-zero so systemd restarts it. The escalation check runs
+//! every minute beside them; a failed check is logged and tried again the next minute. SIGTERM and SIGINT let the
 //! current batch or send finish and commit, then exit 0 within 10 s. SIGHUP reloads rules and
 //! templates; invalid ones are refused with the reason and the running ones stay.
 
@@ -19,10 +21,14 @@ use crate::config::Config;
 use crate::mailbox::imap::{Intake, Readiness};
 use crate::outbox::Sender;
 use crate::pipeline::Pipeline;
-use crate::store::Store;
+use crate::sla::escalate::Escalator;
+use crate::store::{Shared, Store};
 
 /// READY is sent once the mailbox answered, or after this long in any case.
 const READY_AT_THE_LATEST: Duration = Duration::from_secs(30);
+
+/// How often the response clocks are checked.
+const ESCALATION_EVERY: Duration = Duration::from_secs(60);
 
 /// How long shutdown may take before the process exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -99,6 +105,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             "neither [imap] nor [smtp] is configured: the daemon would have nothing to do"
         );
     }
+    let escalation_store = Shared::new(Store::open(&config.storage.database)?);
+    let escalator = Escalator::new(&config, pipeline.signer().clone());
+    {
+        let (pipeline, rx, wake) = (pipeline.clone(), stop_rx.clone(), wake.clone());
+        tasks.spawn(async move {
+            let checks = escalations(escalator, pipeline, escalation_store, wake, rx);
+            ("escalation", checks.await)
+        });
+    }
 
     let notifier = SystemdNotifier::from_env();
     let mut ready_sent = false;
@@ -161,6 +176,39 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         tracing::warn!("tasks did not finish within {SHUTDOWN_GRACE:?}; exiting anyway");
     }
     result
+}
+
+/// Runs the escalation check at once and then every [`ESCALATION_EVERY`] until shutdown, with
+/// the rules' calendar and templates in force (a SIGHUP reload applies from the next check).
+/// Mail it queues wakes the sender.
+async fn escalations(
+    escalator: Escalator,
+    pipeline: Arc<Pipeline>,
+    store: Shared,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut every = tokio::time::interval(ESCALATION_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.changed() => return Ok(()),
+        }
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let (escalator, calendar, templates) =
+            (escalator.clone(), pipeline.calendar(), pipeline.templates());
+        let checked = store
+            .run(move |s| escalator.check(s, &calendar, &templates, crate::clock::now()))
+            .await;
+        match checked {
+            Ok(queued) if !queued.is_empty() => wake.notify_one(),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("escalation check failed; trying again in a minute: {e}"),
+        }
+    }
 }
 
 /// Returns once the intake's mailbox has answered, at once without an intake (`None`). Never

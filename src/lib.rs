@@ -13,13 +13,18 @@
 //! - [`outbox`]: SMTP delivery of queued mail with retries.
 //! - [`pipeline`]: one batch of raw messages in, one committed transaction out.
 //! - [`daemon`]: intake and sender as tasks, signals, reload, systemd notify.
+//! - [`sla`]: response times on a business calendar, escalations and the report.
 //!
-//! [`config`] is the typed configuration; [`cli`] has one function per subcommand; [`net`] and
-//! [`tls`] open the connections to the mail servers that [`mailbox`] and [`outbox`] talk to.
+//! [`accounts`] imports customer accounts and finds the one a request comes from; [`clock`]
+//! is "now" for the whole process (the system clock, or `SUPPORTD_NOW`); [`config`] is the
+//! typed configuration; [`cli`] has one function per subcommand; [`net`] and [`tls`] open the
+//! connections to the mail servers that [`mailbox`] and [`outbox`] talk to.
 
+pub mod accounts;
 pub mod agent;
 pub mod classify;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod daemon;
@@ -30,6 +35,7 @@ pub mod outbox;
 pub mod parse;
 pub mod pipeline;
 pub mod reply;
+pub mod sla;
 pub mod store;
 pub mod thread;
 pub mod tls;

@@ -19,9 +19,10 @@ use rusqlite::Connection;
 
 use crate::agent::{Agents, Sender};
 use crate::classify::Classifier;
-use crate::config::Config;
+use crate::config::{Config, SlaConfig};
 use crate::guard::{AckPolicy, AutomatedKind, GuardPolicy};
 use crate::reply::{self, Draft, Identity, Templates};
+use crate::sla::{self, Calendar};
 use crate::store::{self, Store, StoreError};
 use crate::thread::{MessageIdSigner, Threading};
 
@@ -64,6 +65,10 @@ pub struct Pipeline {
     templates_dir: std::path::PathBuf,
     classifier: RwLock<Arc<Classifier>>,
     templates: RwLock<Arc<Templates>>,
+    /// `[sla]` and the support zone, to read the calendar again on reload.
+    sla: (SlaConfig, chrono_tz::Tz),
+    /// Working hours and holidays that due times are counted on.
+    calendar: RwLock<Arc<Calendar>>,
     /// Parse, guard, classify and render, one thread per core, beside the SQLite writer.
     workers: Workers,
 }
@@ -79,6 +84,8 @@ impl Pipeline {
         let templates = Templates::load(&config.templates.dir).with_context(|| {
             format!("loading templates from {}", config.templates.dir.display())
         })?;
+        let calendar = sla::calendar(&config.sla, config.support.timezone)
+            .context("reading the business calendar")?;
         let key = store.hmac_key().context("reading the Message-ID key")?;
         let own_addresses = config.own_addresses();
         let guard = GuardPolicy::new(
@@ -102,6 +109,8 @@ impl Pipeline {
             templates_dir: config.templates.dir.clone(),
             classifier: RwLock::new(Arc::new(classifier)),
             templates: RwLock::new(Arc::new(templates)),
+            sla: (config.sla.clone(), config.support.timezone),
+            calendar: RwLock::new(Arc::new(calendar)),
             workers: Workers::start(Analyser {
                 guard,
                 support_address,
@@ -110,20 +119,31 @@ impl Pipeline {
         })
     }
 
-    /// Re-reads rules and templates. When either is invalid the running ones stay and the
-    /// error says why (file, line, reason).
+    /// Re-reads rules, templates and the holiday file. When any is invalid the running ones
+    /// stay and the error says why (file, line, reason).
     ///
     /// # Errors
-    /// The new rules or templates are invalid; nothing was replaced.
+    /// The new rules, templates or holidays are invalid; nothing was replaced.
     pub fn reload(&self) -> anyhow::Result<()> {
         let classifier = Classifier::load_dir(&self.rules_dir)
             .with_context(|| format!("reloading rules from {}", self.rules_dir.display()))?;
         let templates = Templates::load(&self.templates_dir).with_context(|| {
             format!("reloading templates from {}", self.templates_dir.display())
         })?;
+        let calendar =
+            sla::calendar(&self.sla.0, self.sla.1).context("reloading the business calendar")?;
         *self.classifier.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(classifier);
         *self.templates.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(templates);
+        *self.calendar.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(calendar);
         Ok(())
+    }
+
+    /// The business calendar in force.
+    pub fn calendar(&self) -> Arc<Calendar> {
+        self.calendar
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The rules in force.
@@ -134,7 +154,8 @@ impl Pipeline {
             .clone()
     }
 
-    fn templates(&self) -> Arc<Templates> {
+    /// The templates in force.
+    pub fn templates(&self) -> Arc<Templates> {
         self.templates
             .read()
             .unwrap_or_else(|p| p.into_inner())

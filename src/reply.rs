@@ -5,27 +5,32 @@
 //! every value that reaches a header is stripped of control characters first, so neither an
 //! admin's template nor a customer's name or subject can add a header.
 
+mod checks;
 mod draft;
+mod escalation;
 mod message;
 mod relay;
 mod wording;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_sla;
 
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use handlebars::template::TemplateElement;
-use handlebars::{
-    Context, Handlebars, Helper, HelperDef, HelperResult, JsonTruthy, Output, RenderContext,
-    RenderError, RenderErrorReason, Renderable, Template, TemplateError,
-};
+use handlebars::Handlebars;
 use serde::Serialize;
 
+use checks::{
+    StrictIf, describe_render_error, describe_template_error, find_partial, is_locale_name,
+    too_deep,
+};
 pub use draft::{
     AckDraft, AgentNoticeDraft, Draft, MIN_REQUEST_CHARS, NotificationDraft, RelayDraft, tips_in,
 };
+pub use escalation::{EscalationInput, Level};
 pub use relay::{AgentNoticeInput, NoticeReason, RelayInput};
 use wording::Lang;
 
@@ -37,7 +42,7 @@ pub const REPLY_ABOVE_MARKER: &str =
     "-- Répondez au-dessus de cette ligne / Reply above this line --";
 
 /// The templates every locale folder must provide, without the `.hbs` extension.
-const TEMPLATE_NAMES: [&str; 3] = ["ack", "ack_short", "notification"];
+const TEMPLATE_NAMES: [&str; 4] = ["ack", "ack_short", "notification", "escalation"];
 
 /// Far above any real mail template; keeps a mistaken paste (a log, a whole page) out of
 /// every mail we send.
@@ -121,8 +126,17 @@ pub struct AckInput<'a> {
     pub customer_message_id: &'a str,
     pub customer_references: &'a [String],
     pub category_label: &'a str,
+    /// Response promise in hours, `(min, max)`.
     pub promise: Option<(u32, u32)>,
+    /// The promise counts working hours.
+    pub business: bool,
+    /// The promise is a confirmation: this acknowledgement keeps it.
+    pub confirm_only: bool,
     pub due_at: Option<DateTime<Utc>>,
+    /// The working hours (Monday first), when the request arrived outside them.
+    pub out_of_hours: Option<&'a [Vec<crate::sla::calendar::Span>; 7]>,
+    /// Ask for the account e-mail and project URL: accounts are known and none matched.
+    pub ask_for_account: bool,
     pub tips: &'a [String],
     pub short: bool,
     pub message_id: &'a str,
@@ -155,6 +169,8 @@ pub struct NotificationInput<'a> {
     pub ack_withheld: Option<&'a str>,
     /// When From was unusable: who stands for the customer, or that nobody does.
     pub sender_note: Option<&'a str>,
+    /// The customer's account, or what the message named when none matched.
+    pub account: &'a crate::accounts::Lookup,
 }
 
 /// A mail ready for the outbox. Ids are without angle brackets.
@@ -177,7 +193,11 @@ struct AckContext<'a> {
     subject: String,
     category: &'a str,
     promise: String,
+    confirm_only: bool,
     due: String,
+    out_of_hours: bool,
+    working_hours: String,
+    ask_for_account: bool,
     has_tips: bool,
     tips: &'a [String],
     faster_answer: Vec<&'static str>,
@@ -210,8 +230,64 @@ struct NotificationContext<'a> {
     ack_withheld: &'a str,
     /// When From was unusable: who stands for the customer, or that nobody does; or "".
     sender_note: &'a str,
+    #[serde(flatten)]
+    account: AccountContext<'a>,
     support_name: &'a str,
     support_address: &'a str,
+}
+
+/// The account variables every team mail shares; templates/README.md documents them.
+#[derive(Serialize)]
+struct AccountContext<'a> {
+    account_found: bool,
+    /// `label: value` lines.
+    account: Vec<String>,
+    account_matched_by: &'static str,
+    accounts_known: bool,
+    found_emails: &'a [String],
+    found_urls: &'a [String],
+}
+
+/// A matched account, to render templates with before a set is accepted.
+fn sample_account() -> crate::accounts::Lookup {
+    crate::accounts::Lookup::Found {
+        account: crate::store::Account {
+            email: "julie@example.test".to_owned(),
+            name: "Julie Martin".to_owned(),
+            plan: "pro".to_owned(),
+            project_url: "https://example.test/p/1".to_owned(),
+            company: String::new(),
+            created_at: String::new(),
+            extra: vec![("seats".to_owned(), "3".to_owned())],
+        },
+        by: crate::store::AccountMatch::Sender,
+    }
+}
+
+fn account_context(lang: Lang, lookup: &crate::accounts::Lookup) -> AccountContext<'_> {
+    use crate::accounts::Lookup;
+    match lookup {
+        Lookup::Found { account, by } => AccountContext {
+            account_found: true,
+            account: wording::account_lines(lang, account),
+            account_matched_by: wording::matched_by(lang, *by),
+            accounts_known: true,
+            found_emails: &[],
+            found_urls: &[],
+        },
+        Lookup::NotFound {
+            emails,
+            urls,
+            accounts_known,
+        } => AccountContext {
+            account_found: false,
+            account: Vec::new(),
+            account_matched_by: "",
+            accounts_known: *accounts_known,
+            found_emails: emails,
+            found_urls: urls,
+        },
+    }
 }
 
 impl Templates {
@@ -345,6 +421,14 @@ impl Templates {
         let tips = ["Vérifiez le code d'installation.".to_owned()];
         let rules = ["technical/widget (subject: \"widget\")".to_owned()];
         let due = Utc::now();
+        let found = sample_account();
+        let not_found = crate::accounts::Lookup::NotFound {
+            emails: vec!["julie@example.test".to_owned()],
+            urls: Vec::new(),
+            accounts_known: true,
+        };
+        let office: [Vec<crate::sla::calendar::Span>; 7] =
+            std::array::from_fn(|d| if d < 5 { vec![(540, 1080)] } else { Vec::new() });
         for locale in &self.locales {
             let lang = Lang::of(locale);
             for (full, action) in [(true, "reply"), (false, "new"), (true, "oversized")] {
@@ -357,7 +441,11 @@ impl Templates {
                     customer_references: &[],
                     category_label: "Technique",
                     promise: full.then_some((24, 48)),
+                    business: full,
+                    confirm_only: !full,
                     due_at: full.then_some(due),
+                    out_of_hours: full.then_some(&office),
+                    ask_for_account: full,
                     tips: if full { &tips[..] } else { &[] },
                     short: false,
                     message_id: "sample-ack@example.test",
@@ -387,6 +475,7 @@ impl Templates {
                     previous: full.then_some("CHT-0"),
                     ack_withheld: full.then_some("rate limit: 3 per hour"),
                     sender_note: full.then_some("From unusable: Reply-To stands for the customer"),
+                    account: if full { &found } else { &not_found },
                 };
                 let ack = ack_context(&identity, &ack, lang);
                 let notification = notification_context(&identity, &notification, lang);
@@ -409,6 +498,7 @@ impl Templates {
                     })?;
                 }
             }
+            self.validate_escalation(locale)?;
         }
         Ok(())
     }
@@ -457,11 +547,18 @@ fn ack_context<'a>(identity: &'a Identity, input: &AckInput<'a>, lang: Lang) -> 
         customer_email: &input.customer.address,
         subject: subject_or_placeholder(input.original_subject),
         category: input.category_label,
-        promise: wording::promise(lang, input.promise),
+        promise: wording::promise(lang, input.promise, input.business),
+        confirm_only: input.confirm_only,
         due: input
             .due_at
             .map(|at| wording::due(lang, at, identity.timezone))
             .unwrap_or_default(),
+        out_of_hours: input.out_of_hours.is_some(),
+        working_hours: input
+            .out_of_hours
+            .map(|week| wording::working_hours(lang, week))
+            .unwrap_or_default(),
+        ask_for_account: input.ask_for_account,
         has_tips: !input.tips.is_empty(),
         tips: input.tips,
         faster_answer: wording::faster_answer(lang),
@@ -497,6 +594,7 @@ fn notification_context<'a>(
         previous: input.previous.unwrap_or_default(),
         ack_withheld: input.ack_withheld.unwrap_or_default(),
         sender_note: input.sender_note.unwrap_or_default(),
+        account: account_context(lang, input.account),
         support_name: &identity.name,
         support_address: &identity.address,
     }
@@ -692,133 +790,4 @@ fn tidy_body(text: &str) -> String {
     out.truncate(out.trim_end().len());
     out.push_str("\r\n");
     out
-}
-
-/// Folder names that look like a language tag: "fr", "en", "pt-BR", "pt_BR".
-fn is_locale_name(name: &str) -> bool {
-    (2..=16).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_alphabetic())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-/// The line where block or parenthesis nesting first exceeds [`MAX_NESTING`], found by a
-/// lexical scan run before the (recursive) parser ever sees the source. Comments are skipped;
-/// anything else it miscounts only errs towards refusing.
-fn too_deep(source: &str) -> Option<usize> {
-    let mut blocks = 0usize;
-    let mut rest = source;
-    while let Some(start) = rest.find("{{") {
-        let tag = rest[start + 2..]
-            .trim_start_matches(['{', '~'])
-            .trim_start();
-        if tag.starts_with('!') {
-            let end = if tag.starts_with("!--") { "--}}" } else { "}}" };
-            let close = tag.find(end)?;
-            rest = &tag[close + end.len()..];
-            continue;
-        }
-        let close = tag.find("}}").unwrap_or(tag.len());
-        let inner = &tag[..close];
-        let opens_block = inner.starts_with('#')
-            || (inner.starts_with('^') && !inner[1..].trim_matches(['~', ' ']).is_empty());
-        if opens_block {
-            blocks += 1;
-        } else if inner.starts_with('/') {
-            blocks = blocks.saturating_sub(1);
-        }
-        let mut parens = 0usize;
-        let mut deepest = 0usize;
-        for c in inner.chars() {
-            match c {
-                '(' => parens += 1,
-                ')' => parens = parens.saturating_sub(1),
-                _ => {}
-            }
-            deepest = deepest.max(parens);
-        }
-        if blocks > MAX_NESTING || deepest > MAX_NESTING {
-            let offset = source.len() - rest.len() + start;
-            return Some(source[..offset].matches('\n').count() + 1);
-        }
-        rest = &tag[close..];
-    }
-    None
-}
-
-/// Position of the first partial or decorator. Partials can include one another in a cycle,
-/// which handlebars follows until the stack overflows, so one bad edit would kill the daemon
-/// on reload; decorators are refused with them because their use here is defining partials.
-fn find_partial(template: &Template) -> Option<(usize, usize)> {
-    for (i, element) in template.elements.iter().enumerate() {
-        match element {
-            TemplateElement::PartialExpression(_)
-            | TemplateElement::PartialBlock(_)
-            | TemplateElement::DecoratorExpression(_)
-            | TemplateElement::DecoratorBlock(_) => {
-                return Some(template.mapping.get(i).map_or((0, 0), |m| (m.0, m.1)));
-            }
-            TemplateElement::HelperBlock(block) => {
-                if let Some(found) = block
-                    .template
-                    .iter()
-                    .chain(block.inverse.iter())
-                    .find_map(find_partial)
-                {
-                    return Some(found);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
-fn describe_template_error(e: &TemplateError) -> String {
-    match e.pos() {
-        Some((line, column)) => format!("{} at line {line}, column {column}", e.reason()),
-        None => e.reason().to_string(),
-    }
-}
-
-fn describe_render_error(e: &RenderError) -> String {
-    match (e.line_no, e.column_no) {
-        (Some(line), Some(column)) => format!("{} at line {line}, column {column}", e.reason()),
-        _ => e.reason().to_string(),
-    }
-}
-
-/// `if`/`unless` that, in strict mode, refuse a variable the context does not have.
-#[derive(Clone, Copy)]
-struct StrictIf {
-    positive: bool,
-}
-
-impl HelperDef for StrictIf {
-    fn call<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        r: &'reg Handlebars<'reg>,
-        ctx: &'rc Context,
-        rc: &mut RenderContext<'reg, 'rc>,
-        out: &mut dyn Output,
-    ) -> HelperResult {
-        let name = if self.positive { "if" } else { "unless" };
-        let param = h
-            .param(0)
-            .ok_or(RenderErrorReason::ParamNotFoundForIndex(name, 0))?;
-        if r.strict_mode() && param.is_value_missing() {
-            return Err(RenderError::strict_error(param.relative_path()));
-        }
-        let include_zero = h
-            .hash_get("includeZero")
-            .and_then(|v| v.value().as_bool())
-            .unwrap_or(false);
-        let truthy = param.value().is_truthy(include_zero) == self.positive;
-        match if truthy { h.template() } else { h.inverse() } {
-            Some(t) => t.render(r, ctx, rc, out),
-            None => Ok(()),
-        }
-    }
 }

@@ -14,6 +14,10 @@ use toml::de::{DeTable, DeValue};
 use super::fold::{fold_pattern, hint_key};
 use super::{Category, Classifier, Field, FieldScan, ResponsePromise, Rule, RuleProblem, Tip};
 
+mod response;
+
+use response::response;
+
 /// Each regex may compile to this much; well above what the default rules need.
 const REGEX_SIZE_LIMIT: usize = 16 << 20;
 /// A field's combined set is bigger than any single pattern; past this, rules run one by one.
@@ -512,62 +516,6 @@ fn parse_file(file: &Path, src: &str, problems: &mut Vec<RuleProblem>) -> Option
 
 fn has_key(table: &DeTable<'_>, key: &str) -> bool {
     table.iter().any(|(k, _)| k.get_ref() == key)
-}
-
-fn response(cx: &mut Ctx<'_>, v: &Spanned<DeValue<'_>>) -> Option<ResponsePromise> {
-    let DeValue::Table(table) = v.get_ref() else {
-        cx.wrong_type(
-            "`response`",
-            "a table like { min_hours = 24, max_hours = 48 }",
-            v,
-        );
-        return None;
-    };
-    let (mut min, mut max) = (None, None);
-    let mut ok = true;
-    for (k, v) in table.iter() {
-        match k.get_ref().as_ref() {
-            "min_hours" => min = hours(cx, "`response.min_hours`", v),
-            "max_hours" => max = hours(cx, "`response.max_hours`", v),
-            other => {
-                let at = k.span().start;
-                cx.report(
-                    at,
-                    format!("unknown key `response.{other}` (expected min_hours, max_hours)"),
-                );
-                ok = false;
-            }
-        }
-    }
-    for (key, value) in [("min_hours", min), ("max_hours", max)] {
-        if value.is_none() && !has_key(table, key) {
-            cx.report(v.span().start, format!("`response` lacks `{key}`"));
-            ok = false;
-        }
-    }
-    let ((min, min_at), (max, _)) = (min?, max?);
-    if min > max {
-        cx.report(
-            min_at,
-            format!("`response.min_hours` ({min}) is more than `max_hours` ({max})"),
-        );
-        return None;
-    }
-    ok.then_some(ResponsePromise {
-        min_hours: min,
-        max_hours: max,
-    })
-}
-
-fn hours(cx: &mut Ctx<'_>, what: &str, v: &Spanned<DeValue<'_>>) -> Option<(u32, usize)> {
-    let n = cx.integer(what, v)?;
-    match u32::try_from(n) {
-        Ok(n) => Some((n, v.span().start)),
-        Err(_) => {
-            cx.report(v.span().start, format!("{what} must be 0 or more hours"));
-            None
-        }
-    }
 }
 
 fn name_of(

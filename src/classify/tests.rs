@@ -419,12 +419,19 @@ fn default_rules_are_valid() {
         Some(ResponsePromise {
             min_hours,
             max_hours,
+            business: true,
+            confirm_only: false,
         })
     };
     assert_eq!(promise("billing"), hours(24, 24));
     assert_eq!(promise("technical"), hours(24, 48));
     assert_eq!(promise("account"), hours(24, 24));
-    assert_eq!(promise("feature"), hours(48, 48));
+    // "Confirmation sous 48 heures": the acknowledgement is the confirmation.
+    let confirmation = hours(48, 48).map(|p| ResponsePromise {
+        confirm_only: true,
+        ..p
+    });
+    assert_eq!(promise("feature"), confirmation);
     assert_eq!(promise("other"), hours(24, 48));
     let feature = rules.category("feature").map(|c| c.label_for("fr"));
     assert_eq!(feature, Some("Demande de fonctionnalité"));

@@ -23,6 +23,16 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+    /// Testing aid: take "now" to be this RFC 3339 time, in every command and in the daemon.
+    #[arg(
+        long,
+        global = true,
+        env = "SUPPORTD_NOW",
+        hide = true,
+        value_name = "RFC3339",
+        value_parser = crate::clock::parse_rfc3339
+    )]
+    pub now: Option<i64>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -83,6 +93,51 @@ pub enum Command {
     Quarantine {
         #[command(subcommand)]
         command: QuarantineCommand,
+    },
+    /// Response times: open tickets by due time (overdue first), then per category how often
+    /// the promise was kept; `sla escalate` runs the escalation check once.
+    #[command(args_conflicts_with_subcommands = true)]
+    Sla {
+        #[command(subcommand)]
+        command: Option<SlaCommand>,
+        /// Start of the period of the per-category figures: a date (2025-11-01) or an RFC 3339
+        /// time. Default: 30 days ago.
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Customer accounts: import them from CSV, show one.
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SlaCommand {
+    /// Check every response clock once: queue the "at risk" and "breached" notifications due
+    /// (each once per ticket), as the daemon does every minute. For cron and tests.
+    Escalate {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Import (add or update) accounts from a CSV file with a header row naming at least
+    /// `email`; a malformed row imports nothing of the file.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One account, with every column of its import.
+    Show {
+        email: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::args::{OutboxCommand, QuarantineCommand, TicketsCommand};
+use super::args::{AccountsCommand, OutboxCommand, QuarantineCommand, TicketsCommand};
 use super::print::{self, Out, problem};
 use super::{EX_DATAERR, EX_NOINPUT, EX_TEMPFAIL};
 use crate::classify::Classifier;
@@ -289,14 +289,46 @@ fn ticket_show(
         return Ok(ExitCode::FAILURE);
     };
     let messages = store::ticket_messages(store.conn(), t.id)?;
+    let account =
+        crate::accounts::of_ticket(store.conn(), t.id, &t.customer, &config.own_addresses())?;
+    let response = response_clock(&config, store.conn(), t.id)?;
     if json {
         let mut value = serde_json::to_value(&t)?;
+        value["account"] = serde_json::to_value(&account)?;
+        value["response"] = serde_json::to_value(response)?;
         value["messages"] = serde_json::to_value(&messages)?;
         print::json(out, &value)?;
     } else {
         print::ticket(out, &t, &messages)?;
+        print::ticket_account(out, &account)?;
+        if let Some(clock) = &response {
+            print::response_clock(out, clock)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the ticket's first-response clock stands now, if it has one. A calendar that cannot
+/// be read (a broken holidays file) leaves it out with a warning: the ticket is still shown.
+fn response_clock(
+    config: &Config,
+    conn: &rusqlite::Connection,
+    ticket_id: i64,
+) -> anyhow::Result<Option<crate::sla::clock::Standing>> {
+    let Some(clock) = store::ticket_clock(conn, ticket_id)? else {
+        return Ok(None);
+    };
+    match crate::sla::calendar(&config.sla, config.support.timezone) {
+        Ok(calendar) => Ok(Some(crate::sla::clock::standing(
+            &calendar,
+            &clock,
+            store::now(),
+        ))),
+        Err(e) => {
+            problem(format_args!("response clock left out: {e}"));
+            Ok(None)
+        }
+    }
 }
 
 pub fn outbox(
@@ -368,6 +400,100 @@ pub fn status(config_path: &Path, json: bool, out: &mut Out) -> anyhow::Result<E
                 recent_quarantined: &quarantined,
             },
         )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn sla(
+    config_path: &Path,
+    since: Option<&str>,
+    json: bool,
+    out: &mut Out,
+) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let calendar = crate::sla::calendar(&config.sla, config.support.timezone)?;
+    let now = store::now();
+    let since = match since {
+        Some(text) => {
+            crate::sla::report::parse_since(text, &calendar).map_err(anyhow::Error::msg)?
+        }
+        None => now - 30 * 86400,
+    };
+    let store = open_store(&config)?;
+    let report = crate::sla::report::build(store.conn(), &calendar, now, since)?;
+    if json {
+        print::json(out, &report)?;
+    } else {
+        print::sla(out, &report, calendar.timezone())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn sla_escalate(config_path: &Path, json: bool, out: &mut Out) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let calendar = crate::sla::calendar(&config.sla, config.support.timezone)?;
+    let templates = crate::reply::Templates::load(&config.templates.dir)
+        .with_context(|| format!("loading templates from {}", config.templates.dir.display()))?;
+    let mut store = open_store(&config)?;
+    let key = store.hmac_key().context("reading the Message-ID key")?;
+    let signer = crate::thread::MessageIdSigner::new(&key, config.support_domain());
+    let escalator = crate::sla::escalate::Escalator::new(&config, signer);
+    let queued = escalator
+        .check(&mut store, &calendar, &templates, store::now())
+        .context("checking the response clocks")?;
+    if json {
+        print::json(out, &queued)?;
+    } else {
+        print::escalated(out, &queued)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn accounts(
+    config_path: &Path,
+    command: AccountsCommand,
+    out: &mut Out,
+) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let mut store = open_store(&config)?;
+    match command {
+        AccountsCommand::Import { file, json } => {
+            let input = std::fs::File::open(&file)
+                .with_context(|| format!("opening {}", file.display()))?;
+            let accounts = match crate::accounts::read_csv(std::io::BufReader::new(input)) {
+                Ok(a) => a,
+                Err(e) => {
+                    problem(format_args!("{}: {e}; nothing imported", file.display()));
+                    return Ok(ExitCode::from(EX_DATAERR));
+                }
+            };
+            let tx = store.begin()?;
+            let counts = store::upsert_accounts(&tx, &accounts, store::now())?;
+            tx.commit()?;
+            if json {
+                print::json(out, &counts)?;
+            } else {
+                writeln!(
+                    out,
+                    "{}: {} added, {} updated, {} unchanged",
+                    file.display(),
+                    counts.added,
+                    counts.updated,
+                    counts.unchanged
+                )?;
+            }
+        }
+        AccountsCommand::Show { email, json } => {
+            let Some(account) = store::account(store.conn(), &email)? else {
+                problem(format_args!("no account {email}"));
+                return Ok(ExitCode::FAILURE);
+            };
+            if json {
+                print::json(out, &account)?;
+            } else {
+                print::account(out, &account)?;
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -14,7 +14,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 pub use args::{
-    Cli, Command, LogFormat, OutboxCommand, QuarantineCommand, RulesCommand, TicketsCommand,
+    AccountsCommand, Cli, Command, LogFormat, OutboxCommand, QuarantineCommand, RulesCommand,
+    SlaCommand, TicketsCommand,
 };
 use print::Out;
 
@@ -29,6 +30,11 @@ pub const EX_TEMPFAIL: u8 = 75;
 /// Whatever stopped the command (configuration, database, input), with its context; also a
 /// failure to write the results, except a reader that closed early, which is not one.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Read once here; everything below takes the time from the installed clock.
+    crate::clock::install(
+        cli.now
+            .map_or(crate::clock::Clock::System, crate::clock::Clock::Fixed),
+    );
     let mut out = Out::stdout();
     let config = cli.config.as_path();
     let code = match cli.command {
@@ -47,6 +53,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run => crate::daemon::run_blocking(config),
         Command::Status { json } => commands::status(config, json, &mut out),
         Command::Quarantine { command } => commands::quarantine(config, command, &mut out),
+        Command::Sla {
+            command: Some(SlaCommand::Escalate { json }),
+            ..
+        } => commands::sla_escalate(config, json, &mut out),
+        Command::Sla {
+            command: None,
+            since,
+            json,
+        } => commands::sla(config, since.as_deref(), json, &mut out),
+        Command::Accounts { command } => commands::accounts(config, command, &mut out),
     }?;
     out.flush()?;
     Ok(code)

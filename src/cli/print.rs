@@ -308,6 +308,175 @@ pub fn status(out: &mut impl Write, s: &Status<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// The ticket's account, after `tickets show`'s messages: its details and how it was matched,
+/// or that none matched and what the messages named.
+pub fn ticket_account(out: &mut impl Write, lookup: &crate::accounts::Lookup) -> io::Result<()> {
+    use crate::accounts::Lookup;
+    match lookup {
+        Lookup::Found { account, by } => {
+            writeln!(out, "\naccount: {} (matched: {by})", account.email)?;
+            account_details(out, account, "  ")
+        }
+        Lookup::NotFound {
+            emails,
+            urls,
+            accounts_known,
+        } => {
+            let why = if *accounts_known {
+                "none matched"
+            } else {
+                "none imported"
+            };
+            writeln!(out, "\naccount: {why}")?;
+            let list = |items: &[String]| {
+                if items.is_empty() {
+                    "-".to_string()
+                } else {
+                    items.join(", ")
+                }
+            };
+            writeln!(out, "  e-mails in the messages: {}", list(emails))?;
+            writeln!(out, "  URLs in the messages: {}", list(urls))
+        }
+    }
+}
+
+/// The ticket's first-response clock, after `tickets show`'s account.
+pub fn response_clock(out: &mut impl Write, s: &crate::sla::clock::Standing) -> io::Result<()> {
+    let state = serde_json::to_value(s.state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "response: {state}, {:.0} % of the promised time used, due {}",
+        s.share * 100.0,
+        s.due.map(store::rfc3339).unwrap_or_else(|| "-".into())
+    )
+}
+
+/// `key: value` per non-empty field of an account, extra columns included.
+fn account_details(out: &mut impl Write, a: &store::Account, indent: &str) -> io::Result<()> {
+    let known = [
+        ("email", &a.email),
+        ("name", &a.name),
+        ("plan", &a.plan),
+        ("project_url", &a.project_url),
+        ("company", &a.company),
+        ("created_at", &a.created_at),
+    ];
+    for (k, v) in known
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_str()))
+        .chain(a.extra.iter().map(|(k, v)| (k.clone(), v.as_str())))
+    {
+        if !v.is_empty() {
+            writeln!(out, "{indent}{k}: {v}")?;
+        }
+    }
+    Ok(())
+}
+
+/// `supportd accounts show`.
+pub fn account(out: &mut impl Write, a: &store::Account) -> io::Result<()> {
+    account_details(out, a, "")
+}
+
+/// One line per escalation queued: ticket, level, share used, recipients.
+pub fn escalated(
+    out: &mut impl Write,
+    queued: &[crate::sla::escalate::Escalated],
+) -> io::Result<()> {
+    if queued.is_empty() {
+        return writeln!(out, "nothing to escalate");
+    }
+    for e in queued {
+        writeln!(
+            out,
+            "{}\t{}\t{:.0} %\t{}",
+            e.ticket,
+            e.level.as_str(),
+            e.share * 100.0,
+            if e.to.is_empty() {
+                "(no team address, no assignee)".to_string()
+            } else {
+                e.to.join(", ")
+            }
+        )?;
+    }
+    Ok(())
+}
+
+/// `supportd sla`: the open tickets as a table, overdue first, then the figures per category.
+pub fn sla(
+    out: &mut impl Write,
+    report: &crate::sla::report::Report,
+    tz: chrono_tz::Tz,
+) -> io::Result<()> {
+    let local = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .map(|t| t.with_timezone(&tz).format("%a %Y-%m-%d %H:%M").to_string())
+            .unwrap_or_default()
+    };
+    writeln!(
+        out,
+        "Waiting for a first answer at {} ({tz}): {}",
+        local(report.now),
+        report.open.len()
+    )?;
+    if !report.open.is_empty() {
+        writeln!(
+            out,
+            "{:<10} {:<10} {:<8} {:>6}  {:<26} {:<24} CUSTOMER",
+            "TICKET", "CATEGORY", "STATUS", "USED", "DUE", "ASSIGNEE"
+        )?;
+    }
+    for t in &report.open {
+        let due = match (t.due, t.overdue) {
+            (Some(d), true) => format!("{} LATE", local(d)),
+            (Some(d), false) => local(d),
+            (None, _) => "paused".to_string(),
+        };
+        writeln!(
+            out,
+            "{:<10} {:<10} {:<8} {:>5.0}%  {:<26} {:<24} {}",
+            t.ticket,
+            t.category,
+            t.status,
+            t.used_percent,
+            due,
+            t.assignee.as_deref().unwrap_or("-"),
+            t.customer
+        )?;
+    }
+    writeln!(
+        out,
+        "\nFirst responses of tickets opened since {}, per category (business hours):",
+        local(report.since)
+    )?;
+    writeln!(
+        out,
+        "{:<12} {:>7} {:>5} {:>8} {:>7} {:>7} {:>8} {:>8}",
+        "CATEGORY", "TICKETS", "MET", "BREACHED", "WAITING", "CLOSED", "MEDIAN", "P90"
+    )?;
+    let h = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} h"));
+    for c in &report.categories {
+        writeln!(
+            out,
+            "{:<12} {:>7} {:>5} {:>8} {:>7} {:>7} {:>8} {:>8}",
+            c.category,
+            c.tickets,
+            c.met,
+            c.breached,
+            c.waiting,
+            c.closed_unanswered,
+            h(c.median_hours),
+            h(c.p90_hours)
+        )?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -82,12 +82,101 @@ impl<'de> Deserialize<'de> for LocalPartPattern {
 
 /// `support.timezone`: an IANA zone name such as "Europe/Paris".
 pub(super) fn timezone<'de, D: Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D::Error> {
-    let name = String::deserialize(d)?;
-    name.parse().map_err(|_| {
+    zone("support.timezone", &String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+/// `sla.timezone`: as `support.timezone`, optional.
+pub(super) fn sla_timezone<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<chrono_tz::Tz>, D::Error> {
+    zone("sla.timezone", &String::deserialize(d)?)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn zone(key: &str, name: &str) -> Result<chrono_tz::Tz, String> {
+    name.parse()
+        .map_err(|_| format!("{key} {name:?} is not an IANA time zone (such as \"Europe/Paris\")"))
+}
+
+/// `sla.hours`: working ranges per weekday, Monday first, as
+/// [`parse_day`](crate::sla::calendar::parse_day) reads each day's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeekHours([Vec<crate::sla::calendar::Span>; 7]);
+
+/// The keys of `sla.hours`, Monday first.
+const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+impl WeekHours {
+    /// The ranges of each weekday, Monday first.
+    pub fn days(&self) -> &[Vec<crate::sla::calendar::Span>; 7] {
+        &self.0
+    }
+}
+
+impl Default for WeekHours {
+    /// 09:00-18:00, Monday to Friday.
+    fn default() -> Self {
+        Self(std::array::from_fn(|d| {
+            if d < 5 { vec![(540, 1080)] } else { Vec::new() }
+        }))
+    }
+}
+
+impl<'de> Deserialize<'de> for WeekHours {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let table = std::collections::BTreeMap::<String, String>::deserialize(d)?;
+        let mut week: [Vec<crate::sla::calendar::Span>; 7] = Default::default();
+        for (key, text) in &table {
+            let Some(day) = WEEKDAYS.iter().position(|w| w == key) else {
+                return Err(D::Error::custom(format!(
+                    "unknown day `sla.hours.{key}` (expected {})",
+                    WEEKDAYS.join(", ")
+                )));
+            };
+            week[day] = crate::sla::calendar::parse_day(text)
+                .map_err(|e| D::Error::custom(format!("sla.hours.{key}: {e}")))?;
+        }
+        if week.iter().all(Vec::is_empty) {
+            return Err(D::Error::custom(
+                "sla.hours has no working hours on any day: response times would never run out",
+            ));
+        }
+        Ok(Self(week))
+    }
+}
+
+/// `sla.at_risk`: a share strictly between 0 and 1, written `0.8` or `"80%"`.
+pub(super) fn share<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Number(f64),
+        Text(String),
+    }
+    let bad = |what: &str| {
         serde::de::Error::custom(format!(
-            "support.timezone {name:?} is not an IANA time zone (such as \"Europe/Paris\")"
+            "sla.at_risk {what} is not a share between 0 and 1 such as 0.8 or \"80%\""
         ))
-    })
+    };
+    let value = match Written::deserialize(d)? {
+        Written::Number(n) => n,
+        Written::Text(t) => match t.trim().strip_suffix('%') {
+            Some(p) => {
+                p.trim()
+                    .parse::<f64>()
+                    .map_err(|_| bad(&format!("{t:?}")))?
+                    / 100.0
+            }
+            None => return Err(bad(&format!("{t:?}"))),
+        },
+    };
+    if value > 0.0 && value < 1.0 {
+        Ok(value)
+    } else {
+        Err(bad(&value.to_string()))
+    }
 }
 
 /// Durations written as "30s", "5m", "1h" or a bare number of seconds.

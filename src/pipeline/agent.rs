@@ -128,13 +128,19 @@ impl Pipeline {
         }
         if instructions.is_note() {
             // The rest of the team sees the note; the customer never does.
+            let account = crate::accounts::of_ticket(
+                t.conn,
+                ticket.id,
+                &ticket.customer,
+                &self.own_addresses,
+            )?;
             let note = self.draft_notification(
                 t.classifier,
                 ticket,
-                t.msg,
-                t.incoming,
+                (t.msg, t.incoming),
                 (Vec::new(), Vec::new()),
                 "note",
+                account,
             );
             if let Some(draft) = note {
                 drafts.push(Arc::new(Planned {

@@ -10,10 +10,12 @@ use rusqlite::Connection;
 
 use super::pool::Analysed;
 use super::{AckDecision, Action, Incoming, Outcome, Pipeline, Planned, record};
+use crate::accounts;
 use crate::classify::Classifier;
 use crate::guard::{self, Automated, AutomatedKind};
 use crate::parse::ParsedMessage;
 use crate::reply::{self, AckDraft, Draft, NotificationDraft, Templates};
+use crate::sla;
 use crate::store::{self, StoreError, TicketStatus};
 use crate::thread::Link;
 
@@ -122,13 +124,20 @@ impl Pipeline {
             }
         }
         self.record_participants(t.conn, ticket.id, t.msg, t.incoming)?;
+        let account = accounts::match_ticket(
+            t.conn,
+            ticket.id,
+            t.msg.from_address(),
+            &t.msg.new_text,
+            &self.own_addresses,
+        )?;
         let notification = self.draft_notification(
             t.classifier,
             ticket,
-            t.msg,
-            t.incoming,
+            (t.msg, t.incoming),
             (Vec::new(), Vec::new()),
             "reply",
+            account,
         );
         if let Some(draft) = notification {
             drafts.push(Arc::new(Planned {
@@ -156,9 +165,40 @@ impl Pipeline {
             .classifier
             .category(&classification.category)
             .unwrap_or_else(|| t.classifier.fallback());
-        let promise = category.response.map(|r| (r.min_hours, r.max_hours));
-        let due_at = promise.map(|(_, max)| t.now + i64::from(max) * 3600);
+        let response = category.response;
+        let promise = response.map(|r| (r.min_hours, r.max_hours));
+        // The clock starts when the mail server received the request (INTERNALDATE), not when
+        // we got round to it; never later than now.
+        let arrival = t.incoming.delivered_at.map_or(t.now, |d| d.min(t.now));
+        let calendar = self.calendar();
         let locale = self.locale_for(t.msg, t.templates);
+
+        let history = record::BatchHistory {
+            conn: t.conn,
+            drafts: drafts.as_slice(),
+            kind: store::OutboxKind::Ack,
+        };
+        let decision = match self.acks.unauthenticated(t.msg) {
+            Some(refusal) => Err(refusal),
+            None => {
+                let to = customer.map_or("", |m| m.address.as_str());
+                guard::may_acknowledge(&self.acks, &history, to, t.incoming.delivered_at, t.now)?
+            }
+        };
+        let refusal = decision.err().map(|r| r.to_string());
+        let withheld = refusal.clone();
+        // A promise of a confirmation is kept by the acknowledgement, when one goes out.
+        let confirmed =
+            response.is_some_and(|r| r.confirm_only) && refusal.is_none() && customer.is_some();
+        let clock = response.map(|r| {
+            let budget = sla::clock::budget(&r);
+            (
+                r,
+                budget,
+                sla::clock::due(&calendar, r.business, arrival, budget),
+            )
+        });
+        let due_at = clock.filter(|_| !confirmed).map(|(_, _, due)| due);
         let (ticket_id, ticket_ref) = store::create_ticket(
             t.conn,
             &store::NewTicket {
@@ -191,6 +231,20 @@ impl Pipeline {
                 note,
             )?;
         }
+        if let Some((r, budget, due)) = clock {
+            store::start_clock(
+                t.conn,
+                &store::NewClock {
+                    ticket_id,
+                    clock: store::SlaClock::FirstResponse,
+                    started_at: arrival,
+                    budget,
+                    business: r.business,
+                    due_at: due,
+                    satisfied_at: confirmed.then_some(t.now),
+                },
+            )?;
+        }
         record::insert_inbound(
             t.conn,
             t.incoming,
@@ -202,26 +256,26 @@ impl Pipeline {
             t.now,
         )?;
         self.record_participants(t.conn, ticket_id, t.msg, t.incoming)?;
+        let account = accounts::match_ticket(
+            t.conn,
+            ticket_id,
+            from,
+            &format!("{}\n{}", t.msg.subject, t.msg.text),
+            &self.own_addresses,
+        )?;
+        let ask_for_account = matches!(
+            account,
+            accounts::Lookup::NotFound {
+                accounts_known: true,
+                ..
+            }
+        );
         outcome.ticket = Some(ticket_ref.clone());
         outcome.category = Some(category.id.clone());
         let ticket =
             store::ticket(t.conn, ticket_id)?.context("the ticket just created is not there")?;
         let tips = reply::tips_in(&classification.tips, &locale);
 
-        let history = record::BatchHistory {
-            conn: t.conn,
-            drafts: drafts.as_slice(),
-            kind: store::OutboxKind::Ack,
-        };
-        let decision = match self.acks.unauthenticated(t.msg) {
-            Some(refusal) => Err(refusal),
-            None => {
-                let to = customer.map_or("", |m| m.address.as_str());
-                guard::may_acknowledge(&self.acks, &history, to, t.incoming.delivered_at, t.now)?
-            }
-        };
-        let refusal = decision.err().map(|r| r.to_string());
-        let withheld = refusal.clone();
         if let Some(reason) = &refusal {
             let address = customer.map(|m| m.address.as_str());
             store::record_event(
@@ -238,6 +292,9 @@ impl Pipeline {
             Some(reason) => AckDecision::Suppressed(reason.clone()),
         };
         if let Some(customer) = customer {
+            let business = response.is_some_and(|r| r.business);
+            let out_of_hours = (business && due_at.is_some() && !calendar.is_open(arrival))
+                .then(|| calendar.week().clone());
             let draft = Draft::Ack(AckDraft {
                 ticket_id,
                 ticket_ref: ticket_ref.clone(),
@@ -247,7 +304,11 @@ impl Pipeline {
                 msg: t.msg,
                 category_label: category.label_for(&locale).to_string(),
                 promise,
+                business,
+                confirm_only: confirmed,
                 due_at: due_at.and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
+                out_of_hours,
+                ask_for_account,
                 tips: tips.clone(),
                 message_id: self.signer.generate("ack"),
             });
@@ -274,10 +335,10 @@ impl Pipeline {
         if let Some(mut draft) = self.draft_notification(
             t.classifier,
             ticket,
-            t.msg,
-            t.incoming,
+            (t.msg, t.incoming),
             (matched, tips),
             action,
+            account,
         ) {
             if let Draft::Notification(n) = &mut draft {
                 // The team learns why the customer heard nothing from us.
@@ -329,10 +390,10 @@ impl Pipeline {
         &self,
         classifier: &Classifier,
         ticket: store::Ticket,
-        msg: &'a ParsedMessage,
-        incoming: &'a Incoming,
+        (msg, incoming): (&'a ParsedMessage, &'a Incoming),
         (matched, tips): (Vec<String>, Vec<String>),
         action: &'static str,
+        account: accounts::Lookup,
     ) -> Option<Draft<'a>> {
         let to = match (action, &ticket.assignee) {
             ("reply", Some(agent)) => agent.clone(),
@@ -356,6 +417,7 @@ impl Pipeline {
             sender_note: None,
             ticket,
             message_id: self.signer.generate("note"),
+            account,
         })))
     }
 }

@@ -82,7 +82,15 @@ pub struct AckDraft<'a> {
     pub category_label: String,
     /// Response promise in hours, `(min, max)`.
     pub promise: Option<(u32, u32)>,
+    /// The promise counts working hours.
+    pub business: bool,
+    /// The promise is a confirmation, which this acknowledgement gives.
+    pub confirm_only: bool,
     pub due_at: Option<DateTime<Utc>>,
+    /// The working hours (Monday first), when the request arrived outside them.
+    pub out_of_hours: Option<[Vec<crate::sla::calendar::Span>; 7]>,
+    /// Ask for the account e-mail and project URL: accounts are known and none matched.
+    pub ask_for_account: bool,
     /// Known answers for the request, in `locale`.
     pub tips: Vec<String>,
     /// Our signed Message-ID, without brackets.
@@ -114,6 +122,8 @@ pub struct NotificationDraft<'a> {
     pub sender_note: Option<String>,
     /// Our signed Message-ID, without brackets.
     pub message_id: String,
+    /// The customer's account, or what the message named when none matched.
+    pub account: crate::accounts::Lookup,
 }
 
 impl AckDraft<'_> {
@@ -166,7 +176,11 @@ impl Draft<'_> {
                     customer_references: &a.msg.references,
                     category_label: &a.category_label,
                     promise: a.promise,
+                    business: a.business,
+                    confirm_only: a.confirm_only,
                     due_at: a.due_at,
+                    out_of_hours: a.out_of_hours.as_ref(),
+                    ask_for_account: a.ask_for_account,
                     tips: &a.tips,
                     short: a.is_short(),
                     message_id: &a.message_id,
@@ -200,6 +214,7 @@ impl Draft<'_> {
                         previous: n.previous.as_deref(),
                         ack_withheld: n.ack_withheld.as_deref(),
                         sender_note: n.sender_note.as_deref(),
+                        account: &n.account,
                     },
                 )
             }

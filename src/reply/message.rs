@@ -183,7 +183,48 @@ pub(super) fn build_agent_notice(
     })
 }
 
-/// Headers both mails share.
+/// A mail to the team with a text body only (an escalation).
+pub(super) struct TeamMail<'a> {
+    /// What it is, for errors ("escalation").
+    pub what: &'static str,
+    pub locale: &'a str,
+    pub to: &'a str,
+    pub subject: String,
+    pub body: String,
+    /// Our signed Message-ID, without brackets.
+    pub message_id: &'a str,
+    /// The customer's request it is about, to thread on; empty for none.
+    pub customer_message_id: &'a str,
+}
+
+pub(super) fn build_team_mail(
+    identity: &Identity,
+    mail: &TeamMail<'_>,
+) -> Result<Outgoing, ReplyError> {
+    let message_id = our_id(mail.message_id, mail.what)?;
+    // Threaded on the customer's message, like the ticket's notifications.
+    let in_reply_to = clean_id(mail.customer_message_id);
+    let references: Vec<String> = in_reply_to.iter().cloned().collect();
+    let to = mailbox(None, mail.to, mail.what)?;
+    let to_address = to.email.to_string();
+    let builder = common(identity, mail.locale, &message_id, mail.what)?
+        .to(to)
+        .subject(mail.subject.clone())
+        .raw_header(raw("Auto-Submitted", "auto-generated"));
+    let message = threading(builder, in_reply_to.as_deref(), &references)
+        .singlepart(text_part(mail.body.clone()))
+        .map_err(|e| build_error(mail.what, e))?;
+    Ok(Outgoing {
+        to: to_address,
+        subject: mail.subject.clone(),
+        message_id,
+        in_reply_to,
+        references,
+        raw: message.formatted(),
+    })
+}
+
+/// Headers every mail shares.
 fn common(
     identity: &Identity,
     locale: &str,

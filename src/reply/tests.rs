@@ -6,7 +6,7 @@ use mail_parser::{MessageParser, MimeHeaders};
 use super::*;
 use crate::parse::Mailbox;
 
-fn shipped() -> Templates {
+pub(super) fn shipped() -> Templates {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
     match Templates::load(&dir) {
         Ok(t) => t,
@@ -14,7 +14,7 @@ fn shipped() -> Templates {
     }
 }
 
-fn identity() -> Identity {
+pub(super) fn identity() -> Identity {
     Identity {
         address: "support@example.test".to_owned(),
         name: "Support".to_owned(),
@@ -22,7 +22,7 @@ fn identity() -> Identity {
     }
 }
 
-fn julie() -> Mailbox {
+pub(super) fn julie() -> Mailbox {
     Mailbox {
         name: Some("Julie Martin".to_owned()),
         address: "julie@example.test".to_owned(),
@@ -30,13 +30,13 @@ fn julie() -> Mailbox {
 }
 
 /// 14:30 in Paris (UTC+1 in November).
-fn due() -> DateTime<Utc> {
+pub(super) fn due() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 25, 13, 30, 0)
         .single()
         .expect("valid date")
 }
 
-fn ack_input<'a>(customer: &'a Mailbox, locale: &'a str) -> AckInput<'a> {
+pub(super) fn ack_input<'a>(customer: &'a Mailbox, locale: &'a str) -> AckInput<'a> {
     AckInput {
         locale,
         ticket_ref: "CHT-12",
@@ -46,14 +46,29 @@ fn ack_input<'a>(customer: &'a Mailbox, locale: &'a str) -> AckInput<'a> {
         customer_references: &[],
         category_label: "Facturation",
         promise: Some((24, 24)),
+        business: false,
+        confirm_only: false,
         due_at: Some(due()),
+        out_of_hours: None,
+        ask_for_account: false,
         tips: &[],
         short: false,
         message_id: "ack-1.sig@supportd.example.test",
     }
 }
 
-fn notification_input<'a>(customer: &'a Mailbox, raw: &'a [u8]) -> NotificationInput<'a> {
+/// A request no account matched, naming one address; accounts were imported.
+static NO_ACCOUNT: std::sync::LazyLock<crate::accounts::Lookup> =
+    std::sync::LazyLock::new(|| crate::accounts::Lookup::NotFound {
+        emails: vec!["julie.pro@example.test".to_owned()],
+        urls: vec!["https://boulangerie.example.test".to_owned()],
+        accounts_known: true,
+    });
+
+pub(super) fn notification_input<'a>(
+    customer: &'a Mailbox,
+    raw: &'a [u8],
+) -> NotificationInput<'a> {
     NotificationInput {
         locale: "en",
         ticket_ref: "CHT-12",
@@ -75,10 +90,11 @@ fn notification_input<'a>(customer: &'a Mailbox, raw: &'a [u8]) -> NotificationI
         previous: None,
         ack_withheld: None,
         sender_note: None,
+        account: &NO_ACCOUNT,
     }
 }
 
-const ORIGINAL: &[u8] = b"From: Julie Martin <julie@example.test>\r\n\
+pub(super) const ORIGINAL: &[u8] = b"From: Julie Martin <julie@example.test>\r\n\
 To: support@example.test\r\n\
 Subject: Invoice\r\n\
 Message-ID: <abc@mail.example.test>\r\n\
@@ -87,7 +103,7 @@ Content-Transfer-Encoding: 8bit\r\n\
 \r\n\
 J'ai \xc3\xa9t\xc3\xa9 factur\xc3\xa9e deux fois.\r\n";
 
-fn ack(input: &AckInput<'_>) -> Outgoing {
+pub(super) fn ack(input: &AckInput<'_>) -> Outgoing {
     match shipped().render_ack(&identity(), input) {
         Ok(out) => out,
         Err(e) => panic!("ack must render: {e}"),
@@ -100,7 +116,7 @@ fn header_block(raw: &[u8]) -> String {
     format!("\r\n{}\r\n", &text[..end])
 }
 
-fn body_text(raw: &[u8]) -> String {
+pub(super) fn body_text(raw: &[u8]) -> String {
     let message = MessageParser::default().parse(raw).expect("parsable mail");
     message
         .body_text(0)
@@ -112,7 +128,7 @@ fn write_set(dir: &Path, locale: &str, ack: &str) {
     let folder = dir.join(locale);
     std::fs::create_dir_all(&folder).expect("mkdir");
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/en");
-    for name in ["ack_short", "notification"] {
+    for name in ["ack_short", "notification", "escalation"] {
         std::fs::copy(
             shipped.join(format!("{name}.hbs")),
             folder.join(format!("{name}.hbs")),
@@ -139,7 +155,7 @@ fn french_ack_has_the_ref_the_label_the_promise_and_the_due_time_in_paris() {
     assert!(body.contains("Facturation"), "{body}");
     assert!(body.contains("sous 24 heures"), "{body}");
     assert!(
-        body.contains("mercredi 25 novembre 2026 à 14:30 (heure de Paris)"),
+        body.contains("mercredi 25 novembre à 14:30 (heure de Paris)"),
         "{body}"
     );
     assert!(body.contains("Bonjour Julie Martin,"), "{body}");
@@ -158,7 +174,7 @@ fn english_ack_has_the_ref_the_label_the_promise_and_the_due_time_in_paris() {
     assert!(body.contains("Technical"), "{body}");
     assert!(body.contains("within 24 to 48 hours"), "{body}");
     assert!(
-        body.contains("Wednesday 25 November 2026, 14:30 (Europe/Paris)"),
+        body.contains("Wednesday, November 25, 2:30 pm Paris time"),
         "{body}"
     );
 }
@@ -464,7 +480,7 @@ fn the_notification_parses_back_and_its_attachment_is_the_original_message() {
         "Billing (billing)",
         "billing/invoice or refund (subject: \"facture\")",
         "Invoices are under Billing > Manage subscription.",
-        "Wednesday 25 November 2026, 14:30 (Europe/Paris)",
+        "Wednesday, November 25, 2:30 pm Paris time",
         "I was charged twice.\nCan you refund one?",
         "original message is attached",
     ] {
@@ -507,7 +523,7 @@ fn a_reply_notification_in_french_says_reponse_and_shows_the_automated_reason() 
     let body = body_text(&out.raw);
     assert!(body.contains("auto-submitted: auto-replied"), "{body}");
     assert!(
-        body.contains("mercredi 25 novembre 2026 à 14:30 (heure de Paris)"),
+        body.contains("mercredi 25 novembre à 14:30 (heure de Paris)"),
         "{body}"
     );
     assert!(body.contains("message d'origine est joint"), "{body}");
@@ -638,12 +654,32 @@ fn templates_can_be_shared_across_tasks() {
 #[test]
 fn promises_are_worded_from_hours() {
     use wording::{Lang, promise};
-    assert_eq!(promise(Lang::Fr, Some((24, 24))), "sous 24 heures");
-    assert_eq!(promise(Lang::Fr, Some((24, 48))), "sous 24 à 48 heures");
-    assert_eq!(promise(Lang::En, Some((24, 48))), "within 24 to 48 hours");
-    assert_eq!(promise(Lang::En, Some((48, 48))), "within 48 hours");
-    assert_eq!(promise(Lang::En, Some((48, 24))), "within 24 to 48 hours");
-    assert_eq!(promise(Lang::En, None), "generally within 24 to 48 hours");
+    assert_eq!(promise(Lang::Fr, Some((24, 24)), false), "sous 24 heures");
+    assert_eq!(
+        promise(Lang::Fr, Some((24, 48)), false),
+        "sous 24 à 48 heures"
+    );
+    assert_eq!(
+        promise(Lang::En, Some((24, 48)), false),
+        "within 24 to 48 hours"
+    );
+    assert_eq!(promise(Lang::En, Some((48, 48)), false), "within 48 hours");
+    assert_eq!(
+        promise(Lang::En, Some((48, 24)), false),
+        "within 24 to 48 hours"
+    );
+    assert_eq!(
+        promise(Lang::En, None, false),
+        "generally within 24 to 48 hours"
+    );
+    assert_eq!(
+        promise(Lang::Fr, Some((24, 24)), true),
+        "sous 24 heures ouvrées"
+    );
+    assert_eq!(
+        promise(Lang::En, Some((24, 48)), true),
+        "within 24 to 48 business hours"
+    );
 }
 
 #[test]
@@ -655,11 +691,11 @@ fn due_times_follow_the_zone_and_french_ordinals() {
         .expect("date");
     assert_eq!(
         due(Lang::Fr, summer, chrono_tz::Tz::Europe__Paris),
-        "mercredi 1er juillet 2026 à 10:05 (heure de Paris)"
+        "mercredi 1er juillet à 10:05 (heure de Paris)"
     );
     assert_eq!(
         due(Lang::En, summer, chrono_tz::Tz::UTC),
-        "Wednesday 1 July 2026, 08:05 (UTC)"
+        "Wednesday, July 1, 8:05 am UTC"
     );
 }
 

@@ -22,17 +22,22 @@ impl Lang {
     }
 }
 
-fn hours(lang: Lang, n: u32) -> String {
-    match (lang, n) {
-        (Lang::Fr, 0 | 1) => format!("{n} heure"),
-        (Lang::Fr, _) => format!("{n} heures"),
-        (Lang::En, 1) => "1 hour".to_owned(),
-        (Lang::En, _) => format!("{n} hours"),
+fn hours(lang: Lang, n: u32, business: bool) -> String {
+    match (lang, n, business) {
+        (Lang::Fr, 0 | 1, false) => format!("{n} heure"),
+        (Lang::Fr, 0 | 1, true) => format!("{n} heure ouvrée"),
+        (Lang::Fr, _, false) => format!("{n} heures"),
+        (Lang::Fr, _, true) => format!("{n} heures ouvrées"),
+        (Lang::En, 1, false) => "1 hour".to_owned(),
+        (Lang::En, 1, true) => "1 business hour".to_owned(),
+        (Lang::En, _, false) => format!("{n} hours"),
+        (Lang::En, _, true) => format!("{n} business hours"),
     }
 }
 
-/// The response promise, worded to follow "we will answer …" / "notre équipe vous répondra …".
-pub(super) fn promise(lang: Lang, promise: Option<(u32, u32)>) -> String {
+/// The response promise, worded to follow "we will answer …" / "notre équipe vous répondra …";
+/// `business`: the hours are working hours ("heures ouvrées", "business hours").
+pub(super) fn promise(lang: Lang, promise: Option<(u32, u32)>, business: bool) -> String {
     // The help page's general wording, used when the category has no promise of its own.
     let Some((a, b)) = promise else {
         return match lang {
@@ -44,13 +49,13 @@ pub(super) fn promise(lang: Lang, promise: Option<(u32, u32)>) -> String {
     let (min, max) = (a.min(b), a.max(b));
     if min == max || min == 0 {
         return match lang {
-            Lang::Fr => format!("sous {}", hours(lang, max)),
-            Lang::En => format!("within {}", hours(lang, max)),
+            Lang::Fr => format!("sous {}", hours(lang, max, business)),
+            Lang::En => format!("within {}", hours(lang, max, business)),
         };
     }
     match lang {
-        Lang::Fr => format!("sous {min} à {}", hours(lang, max)),
-        Lang::En => format!("within {min} to {}", hours(lang, max)),
+        Lang::Fr => format!("sous {min} à {}", hours(lang, max, business)),
+        Lang::En => format!("within {min} to {}", hours(lang, max, business)),
     }
 }
 
@@ -95,14 +100,15 @@ const EN_MONTHS: [&str; 12] = [
     "December",
 ];
 
-/// A due time in the support team's zone. chrono's `%A`/`%B` are English-only without its
-/// unstable-locales feature, hence the tables.
+/// A due time in the support team's zone, to follow "d'ici le" / "by": "mardi 2 décembre à
+/// 17:00 (heure de Paris)", "Tuesday, December 2, 5:00 pm Paris time". No year: a due time is
+/// days away. chrono's `%A`/`%B` are English-only without its unstable-locales feature, hence
+/// the tables.
 pub(super) fn due(lang: Lang, at: DateTime<Utc>, tz: Tz) -> String {
     let local = at.with_timezone(&tz);
     let weekday = local.weekday().num_days_from_monday() as usize;
     let month = local.month0() as usize;
-    let (day, year, hour, minute) = (local.day(), local.year(), local.hour(), local.minute());
-    let zone = zone_label(lang, tz);
+    let (day, hour, minute) = (local.day(), local.hour(), local.minute());
     match lang {
         Lang::Fr => {
             // French writes the first of the month as an ordinal ("1er décembre").
@@ -111,25 +117,81 @@ pub(super) fn due(lang: Lang, at: DateTime<Utc>, tz: Tz) -> String {
             } else {
                 day.to_string()
             };
+            let zone = match tz {
+                Tz::UTC | Tz::Etc__UTC => "UTC".to_owned(),
+                _ => format!("heure de {}", city(tz)),
+            };
             format!(
-                "{} {day} {} {year} à {hour:02}:{minute:02} ({zone})",
+                "{} {day} {} à {hour:02}:{minute:02} ({zone})",
                 FR_DAYS[weekday], FR_MONTHS[month]
             )
         }
-        Lang::En => format!(
-            "{} {day} {} {year}, {hour:02}:{minute:02} ({zone})",
-            EN_DAYS[weekday], EN_MONTHS[month]
-        ),
+        Lang::En => {
+            let (h12, half) = match hour {
+                0 => (12, "am"),
+                1..=11 => (hour, "am"),
+                12 => (12, "pm"),
+                _ => (hour - 12, "pm"),
+            };
+            let zone = match tz {
+                Tz::UTC | Tz::Etc__UTC => "UTC".to_owned(),
+                _ => format!("{} time", city(tz)),
+            };
+            format!(
+                "{}, {} {day}, {h12}:{minute:02} {half} {zone}",
+                EN_DAYS[weekday], EN_MONTHS[month]
+            )
+        }
     }
 }
 
-fn zone_label(lang: Lang, tz: Tz) -> String {
-    match (lang, tz) {
-        // Customers of a French product read "heure de Paris" more easily than an IANA name.
-        (Lang::Fr, Tz::Europe__Paris) => "heure de Paris".to_owned(),
-        (_, Tz::UTC | Tz::Etc__UTC) => "UTC".to_owned(),
-        _ => tz.name().to_owned(),
+/// The place an IANA zone is named after: "Paris", "New York", "Buenos Aires".
+fn city(tz: Tz) -> String {
+    tz.name()
+        .rsplit('/')
+        .next()
+        .unwrap_or(tz.name())
+        .replace('_', " ")
+}
+
+/// Working hours in words, days with the same hours grouped: "du lundi au vendredi,
+/// 09:00-18:00", "Monday to Friday, 09:00-18:00; Saturday, 10:00-12:00".
+pub(super) fn working_hours(lang: Lang, week: &[Vec<crate::sla::calendar::Span>; 7]) -> String {
+    let days = match lang {
+        Lang::Fr => &FR_DAYS,
+        Lang::En => &EN_DAYS,
+    };
+    let ranges = |spans: &[crate::sla::calendar::Span]| {
+        let text: Vec<String> = spans
+            .iter()
+            .map(|&(a, b)| format!("{:02}:{:02}-{:02}:{:02}", a / 60, a % 60, b / 60, b % 60))
+            .collect();
+        text.join(match lang {
+            Lang::Fr => " et ",
+            Lang::En => " and ",
+        })
+    };
+    let mut groups: Vec<String> = Vec::new();
+    let mut d = 0;
+    while d < 7 {
+        if week[d].is_empty() {
+            d += 1;
+            continue;
+        }
+        let mut last = d;
+        while last + 1 < 7 && week[last + 1] == week[d] {
+            last += 1;
+        }
+        let span = match (lang, last == d) {
+            (Lang::Fr, true) => format!("le {}", days[d]),
+            (Lang::Fr, false) => format!("du {} au {}", days[d], days[last]),
+            (Lang::En, true) => days[d].to_string(),
+            (Lang::En, false) => format!("{} to {}", days[d], days[last]),
+        };
+        groups.push(format!("{span}, {}", ranges(&week[d])));
+        d = last + 1;
     }
+    groups.join("; ")
 }
 
 /// "Tips for a faster answer" from the help page, as things to include.
@@ -230,5 +292,68 @@ pub(super) fn notice_commands(lang: Lang) -> &'static str {
     match lang {
         Lang::Fr => "Commandes possibles, en tête de réponse :",
         Lang::En => "Commands, at the top of a reply:",
+    }
+}
+
+/// The account's details, one `label: value` line each (empty values left out, extra columns
+/// as they are named in the file), for the team.
+pub(super) fn account_lines(lang: Lang, account: &crate::store::Account) -> Vec<String> {
+    let labels = match lang {
+        Lang::Fr => [
+            "E-mail",
+            "Nom",
+            "Offre",
+            "Projet",
+            "Société",
+            "Client depuis",
+        ],
+        Lang::En => [
+            "E-mail",
+            "Name",
+            "Plan",
+            "Project",
+            "Company",
+            "Customer since",
+        ],
+    };
+    let values = [
+        &account.email,
+        &account.name,
+        &account.plan,
+        &account.project_url,
+        &account.company,
+        &account.created_at,
+    ];
+    labels
+        .iter()
+        .zip(values)
+        .map(|(label, value)| (label.to_string(), value.as_str()))
+        .chain(account.extra.iter().map(|(k, v)| (k.clone(), v.as_str())))
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(label, value)| format!("{label}: {value}"))
+        .collect()
+}
+
+/// How the account was matched, to follow "matched" / "trouvé".
+pub(super) fn matched_by(lang: Lang, by: crate::store::AccountMatch) -> &'static str {
+    use crate::store::AccountMatch::{EmailInMessage, ProjectUrl, Sender};
+    match (lang, by) {
+        (Lang::Fr, Sender) => "par l'adresse de l'expéditeur",
+        (Lang::Fr, EmailInMessage) => "par une adresse e-mail citée dans le message",
+        (Lang::Fr, ProjectUrl) => "par une URL de projet citée dans le message",
+        (Lang::En, Sender) => "by the sender's address",
+        (Lang::En, EmailInMessage) => "by an e-mail address written in the message",
+        (Lang::En, ProjectUrl) => "by a project URL written in the message",
+    }
+}
+
+/// An escalation's level, for the team's subject line and the template.
+pub(super) fn level_label(lang: Lang, level: super::escalation::Level) -> &'static str {
+    use super::escalation::Level::{AtRisk, Breached};
+    match (lang, level) {
+        (Lang::Fr, AtRisk) => "Délai bientôt dépassé",
+        (Lang::Fr, Breached) => "Délai dépassé",
+        (Lang::En, AtRisk) => "Response time at risk",
+        (Lang::En, Breached) => "Response time breached",
     }
 }

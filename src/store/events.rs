@@ -50,6 +50,8 @@ pub struct Stats {
     pub acks_suppressed: i64,
     /// Queued or being sent.
     pub notifications_queued: i64,
+    /// "At risk" and "breached" mail to the team, queued or being sent.
+    pub escalations_queued: i64,
     pub outbox_failed: i64,
 }
 
@@ -58,7 +60,7 @@ pub fn stats(conn: &Connection) -> Result<Stats> {
     let one = |sql: &str, params: &[&dyn ToSql]| -> Result<i64> {
         Ok(conn.query_row(sql, params, |r| r.get(0))?)
     };
-    use OutboxKind::{Ack, Notification};
+    use OutboxKind::{Ack, Escalation, Notification};
     use OutboxStatus::{Failed, Queued, Sending, Sent, Suppressed};
     Ok(Stats {
         messages: one(
@@ -97,6 +99,10 @@ pub fn stats(conn: &Connection) -> Result<Stats> {
         notifications_queued: one(
             "SELECT COUNT(*) FROM outbox WHERE kind = ?1 AND status IN (?2, ?3)",
             params![Notification, Queued, Sending],
+        )?,
+        escalations_queued: one(
+            "SELECT COUNT(*) FROM outbox WHERE kind = ?1 AND status IN (?2, ?3)",
+            params![Escalation, Queued, Sending],
         )?,
         outbox_failed: one(
             "SELECT COUNT(*) FROM outbox WHERE status = ?1",

@@ -13,7 +13,9 @@
 //! - `messages`: dedupe, threading lookups, storing, a ticket's history;
 //! - `outbox`: queued mail and its sending, and bouncing addresses;
 //! - `mailboxes`: IMAP watermarks and fetch health;
-//! - `events`: the audit trail, stats, quarantine.
+//! - `events`: the audit trail, stats, quarantine;
+//! - `accounts`: customer accounts and the account each ticket was matched to;
+//! - `sla`: response clocks, what stops and pauses them, escalation marks.
 //!
 //! The values the schema constrains are enums ([`OutboxKind`], [`OutboxStatus`],
 //! [`Direction`], [`ParticipantRole`], [`TicketStatus`], [`MessageAction`], [`EventKind`]).
@@ -24,15 +26,21 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
+mod accounts;
 mod agents;
 mod events;
 mod mailboxes;
 mod messages;
 mod outbox;
 mod shared;
+mod sla;
 mod tickets;
 mod types;
 
+pub use accounts::{
+    Account, ImportCounts, NewAccount, account, account_by_project, has_accounts, link_account,
+    ticket_account, upsert_accounts,
+};
 pub use agents::{
     Conversation, assign, assignee, change_status, conversation, recategorise, set_previous,
 };
@@ -54,13 +62,17 @@ pub use outbox::{
     outbox_raw, requeue_interrupted, sent_since,
 };
 pub use shared::Shared;
+pub use sla::{
+    ClockFilter, ClockRow, NewClock, PENDING, clocks, mark_at_risk, mark_breached, pauses,
+    record_status_change, start_clock, ticket_clock,
+};
 pub use tickets::{
     NewTicket, Ticket, add_participant, create_ticket, flag_ticket, list_tickets, participants,
     set_ticket_status, ticket, ticket_by_ref, touch_ticket, touch_ticket_keep_status,
 };
 pub use types::{
-    Direction, EventKind, MessageAction, OutboxKind, OutboxStatus, ParticipantRole, TicketStatus,
-    UnknownValue,
+    AccountMatch, Direction, EventKind, MessageAction, OutboxKind, OutboxStatus, ParticipantRole,
+    SlaClock, TicketStatus, UnknownValue,
 };
 
 /// Errors at the storage boundary. `Busy` is temporary: callers such as the MTA pipe map it to
@@ -111,6 +123,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema.sql"),
     include_str!("migration_agents.sql"),
     include_str!("migration_message_id_reuse.sql"),
+    include_str!("migration_sla.sql"),
 ];
 
 /// How long a connection waits for another process's lock (SQLite's busy timeout), and how
@@ -191,9 +204,10 @@ impl Drop for Checkpointer {
     }
 }
 
-/// Current unix time in seconds.
+/// Current unix time in seconds, by the process's clock ([`crate::clock`]: the system clock,
+/// or the instant `SUPPORTD_NOW` fixed).
 pub fn now() -> i64 {
-    chrono::Utc::now().timestamp()
+    crate::clock::now()
 }
 
 /// RFC 3339 in UTC, e.g. `2024-05-01T09:30:00Z`, for unix seconds `t`.

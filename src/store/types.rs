@@ -103,6 +103,8 @@ text_enum! {
         Relay => "relay",
         /// A short answer to an agent: a command it could not run, or mail that named no ticket.
         AgentNotice => "agent_notice",
+        /// A response clock at risk or breached, to the team and the ticket's assignee.
+        Escalation => "escalation",
     }
 }
 
@@ -224,6 +226,31 @@ text_enum! {
         /// A request's From gave no usable address: Reply-To or Sender stood for the customer,
         /// or nobody could (the detail says which).
         UnusableFrom => "unusable_from",
+        /// A response clock used its `[sla] at_risk` share: the team was warned (the detail
+        /// names the clock and the recipients, or why nothing was sent).
+        SlaAtRisk => "sla_at_risk",
+        /// A response clock ran out before the answer: the team was told.
+        SlaBreached => "sla_breached",
+    }
+}
+
+text_enum! {
+    /// Which promise a response clock keeps (`sla_clocks.clock`).
+    SlaClock ("response clock") {
+        /// From the request's arrival to the first answer relayed to the customer.
+        FirstResponse => "first_response",
+    }
+}
+
+text_enum! {
+    /// How a ticket's request was matched to a customer account (`ticket_accounts.matched_by`).
+    AccountMatch ("account match") {
+        /// The sender's address is an account's e-mail.
+        Sender => "sender",
+        /// The message names an account's e-mail.
+        EmailInMessage => "email_in_message",
+        /// The message names an account's project URL.
+        ProjectUrl => "project_url",
     }
 }
 
@@ -304,6 +331,20 @@ mod tests {
         let sql = "UPDATE tickets SET status = ?1 WHERE id = 1";
         assert!(all_accepted(&store, sql, TicketStatus::ALL));
         assert!(!all_accepted(&store, sql, &["archived"]));
+    }
+
+    #[test]
+    fn every_clock_and_account_match_passes_the_schema_checks() {
+        let (_d, store) = fresh();
+        ticket(&store);
+        let sql = "INSERT OR REPLACE INTO sla_clocks (ticket_id, clock, started_at, budget, business, due_at)
+                   VALUES (1, ?1, 0, 0, 0, 0)";
+        assert!(all_accepted(&store, sql, SlaClock::ALL));
+        assert!(!all_accepted(&store, sql, &["resolution"]));
+        let sql = "INSERT OR REPLACE INTO ticket_accounts (ticket_id, email, matched_by)
+                   VALUES (1, 'a@b.fr', ?1)";
+        assert!(all_accepted(&store, sql, AccountMatch::ALL));
+        assert!(!all_accepted(&store, sql, &["guess"]));
     }
 
     #[test]

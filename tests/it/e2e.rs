@@ -12,7 +12,8 @@
 //! things (latency, shutdown), and one of them stops servers. That one stops the servers of a
 //! second, private stack (its own directory and ports), never the shared one.
 //!
-//! A failing test prints the daemon's log (stderr of every run, in order).
+//! A failing test prints the daemon's log (stderr of every run, in order). Other areas' end-to-end
+//! tests (`sla`) use this module's world and mail helpers, and so its lock.
 
 use std::fs::OpenOptions;
 use std::future::Future;

@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod accounts;
 mod agents;
 mod cases;
 mod cli;
@@ -11,4 +12,5 @@ mod golden;
 mod imap_intake;
 mod pipeline;
 mod senders;
+mod sla;
 mod threads;

@@ -22,6 +22,8 @@ pub struct App {
     root: PathBuf,
     pub config: PathBuf,
     pub database: PathBuf,
+    /// `SUPPORTD_NOW` for every command from now on (RFC 3339), see [`App::set_now`].
+    now: std::sync::Mutex<Option<String>>,
 }
 
 /// `supportd stats --json`.
@@ -39,13 +41,15 @@ pub struct Stats {
     pub acks_suppressed: i64,
     /// Team notifications queued or being sent.
     pub notifications_queued: i64,
+    /// Escalations ("at risk", "breached") queued or being sent.
+    pub escalations_queued: i64,
 }
 
 impl Stats {
-    /// Outgoing mail not sent yet (queued or being sent): acknowledgements and notifications
-    /// are the only kinds there are.
+    /// Outgoing mail not sent yet (queued or being sent): acknowledgements, notifications and
+    /// escalations are the kinds there are.
     pub fn unsent(&self) -> i64 {
-        self.acks_queued + self.notifications_queued
+        self.acks_queued + self.notifications_queued + self.escalations_queued
     }
 }
 
@@ -67,7 +71,13 @@ impl App {
             config: config.write(),
             database: config.database(),
             dir: Some(dir),
+            now: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Runs every later command (the daemon included) as if it were `rfc3339` (`SUPPORTD_NOW`).
+    pub fn set_now(&self, rfc3339: &str) {
+        *self.now.lock().unwrap_or_else(|p| p.into_inner()) = Some(rfc3339.to_string());
     }
 
     /// The temporary folder.
@@ -90,11 +100,21 @@ impl App {
         p
     }
 
-    /// `supportd --config CONFIG`, logs off unless `TEST_LOG` is set.
+    /// `supportd --config CONFIG`, logs off unless `TEST_LOG` is set, with `SUPPORTD_NOW` when
+    /// [`App::set_now`] set it.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.arg("--config").arg(&self.config);
         cmd.env("RUST_LOG", log_filter().unwrap_or_else(|| "off".into()));
+        match self
+            .now
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_deref()
+        {
+            Some(now) => cmd.env("SUPPORTD_NOW", now),
+            None => cmd.env_remove("SUPPORTD_NOW"),
+        };
         cmd
     }
 

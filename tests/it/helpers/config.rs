@@ -140,10 +140,6 @@ impl TestConfig {
                 password = stack.password,
             ));
         }
-        for section in &self.sections {
-            text.push_str(section);
-            text.push('\n');
-        }
         if let Some(stack) = &self.smtp {
             text.push_str(&format!(
                 "[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"starttls\"\n\
@@ -151,6 +147,10 @@ impl TestConfig {
                 port = stack.smtp_port,
                 ca = stack.ca_file.display(),
             ));
+        }
+        for section in &self.sections {
+            text.push_str(section);
+            text.push('\n');
         }
         text
     }
