@@ -45,14 +45,15 @@ pub use messages::{
     tickets_by_message_ids,
 };
 pub use outbox::{
-    NewOutgoing, OutboxItem, acks_since, enqueue, is_bouncing, list_outbox, mark_bouncing,
-    mark_failed, mark_retry, mark_sending, mark_sent, next_due, next_due_at, outbox_counts,
-    outbox_raw, requeue_interrupted,
+    NewOutgoing, OutboxItem, acks_since, clear_bouncing, enqueue, is_bouncing, list_outbox,
+    mark_bouncing, mark_failed, mark_retry, mark_sending, mark_sent, next_due, next_due_at,
+    outbox_by_message_ids, outbox_counts, outbox_raw, requeue_interrupted, wrote_to,
 };
 pub use shared::Shared;
 pub use tickets::{
-    NewTicket, Ticket, add_participant, create_ticket, flag_ticket, list_tickets, participants,
-    set_ticket_status, ticket, ticket_by_ref, touch_ticket, touch_ticket_keep_status,
+    NewTicket, Ticket, add_participant, create_ticket, flag_ticket, flagged_tickets_of,
+    has_bouncing_participant, list_tickets, participants, set_ticket_status, ticket, ticket_by_ref,
+    touch_ticket, touch_ticket_keep_status, unflag_ticket,
 };
 pub use types::{
     Direction, EventKind, MessageAction, OutboxKind, OutboxStatus, ParticipantRole, TicketStatus,

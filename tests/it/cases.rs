@@ -395,3 +395,197 @@ The export still does nothing today, could someone look at it?\r\n",
     assert_eq!(app.ingest_one(&reply)["action"], "reply");
     assert_eq!(status(&app, "CHT-1"), "open");
 }
+
+// ------------------------------------------------------------------ (e) bounces blame who failed
+
+/// The flags of ticket `reference`, from `tickets list`.
+fn flags(app: &App, reference: &str) -> String {
+    app.tickets()
+        .into_iter()
+        .find(|t| t["id"] == reference)
+        .unwrap_or_else(|| panic!("no ticket {reference}"))["flags"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn case_09_a_bounce_of_the_team_notification_blames_the_team_not_the_customer() {
+    let app = App::new();
+    let first = app.ingest_one(&case("09-bounce-of-team-notification.1.eml"));
+    assert_eq!(first["ticket"], "CHT-1", "{first:#}");
+    let bounce = app.ingest_one(&filled_case(&app, "09-bounce-of-team-notification.2.eml"));
+    assert_eq!(bounce["action"], "automated", "{bounce:#}");
+    assert_eq!(bounce["ack"], "not_applicable");
+    assert_ne!(bounce["ticket"], "CHT-2");
+    let stats = app.stats();
+    assert_eq!(
+        (stats.messages, stats.tickets, stats.acks_queued),
+        (2, 1, 1)
+    );
+    assert!(
+        !flags(&app, "CHT-1").contains("bouncing"),
+        "{:#?}",
+        app.tickets()
+    );
+    let conn = db::open(&app.database);
+    assert_eq!(
+        db::event_addresses(&conn, "bounce"),
+        vec![Some("team@example.test".to_string())]
+    );
+    let next = app.ingest_one(&case("09-bounce-of-team-notification.3.eml"));
+    assert_eq!(next["action"], "new", "{next:#}");
+    assert_eq!(next["ticket"], "CHT-2");
+    assert_eq!(next["ack"], "queued", "{next:#}");
+    assert_eq!(outbox_for(&app, "ack", "CHT-2")[0]["status"], "queued");
+}
+
+#[test]
+fn an_exim_bounce_of_the_ack_marks_the_customer_until_they_write_again_as_a_person() {
+    let app = App::new();
+    let request = app.write(
+        "request.eml",
+        b"From: Ines Garcia <ines.garcia@customers.example>\r\n\
+To: support@example.test\r\n\
+Subject: Change of billing address\r\n\
+Date: Mon, 01 Dec 2026 08:00:00 +0000\r\n\
+Message-ID: <ig-1@customers.example>\r\n\
+\r\n\
+Please send our invoices to the new office address from January on.\r\n",
+    );
+    assert_eq!(app.ingest_one(&request)["ticket"], "CHT-1");
+    // Exim's words only: no X-Failed-Recipients, no delivery-status part; the quoted copy
+    // of our acknowledgement also names the team in Cc, which must not count.
+    let bounce = filled(
+        &app,
+        b"From: Mail Delivery System <Mailer-Daemon@mx.customers.example>\r\n\
+To: support@example.test\r\n\
+Subject: Mail delivery failed: returning message to sender\r\n\
+Date: Mon, 01 Dec 2026 08:05:00 +0000\r\n\
+Message-ID: <exim-bounce-1@mx.customers.example>\r\n\
+Auto-Submitted: auto-replied\r\n\
+\r\n\
+This message was created automatically by mail delivery software.\r\n\
+\r\n\
+A message that you sent could not be delivered to one or more of its\r\n\
+recipients. This is a permanent error. The following address(es) failed:\r\n\
+\r\n\
+  Ines.Garcia@customers.example\r\n\
+    mailbox is full: retry timeout exceeded\r\n\
+\r\n\
+------ This is a copy of the message, including all the headers. ------\r\n\
+\r\n\
+From: Support <support@example.test>\r\n\
+To: ines.garcia@customers.example\r\n\
+Cc: team@example.test\r\n\
+Message-ID: @ACK_ID@\r\n\
+Subject: @ACK_SUBJECT@\r\n",
+        "bounce.eml",
+    );
+    let b = app.ingest_one(&bounce);
+    assert_eq!(
+        (b["action"].as_str(), b["ticket"].as_str()),
+        (Some("automated"), Some("CHT-1"))
+    );
+    assert!(
+        flags(&app, "CHT-1").contains("bouncing"),
+        "{:#?}",
+        app.tickets()
+    );
+    let conn = db::open(&app.database);
+    assert_eq!(
+        db::event_addresses(&conn, "bounce"),
+        vec![Some("ines.garcia@customers.example".to_string())]
+    );
+    // She writes again, a person with a new request: the mark clears, the old ticket's flag
+    // follows, and the new request is acknowledged.
+    let again = app.write(
+        "again.eml",
+        b"From: Ines Garcia <ines.garcia@customers.example>\r\n\
+To: support@example.test\r\n\
+Subject: Our mailbox is fixed, and a question on the VAT\r\n\
+Date: Tue, 02 Dec 2026 08:00:00 +0000\r\n\
+Message-ID: <ig-2@customers.example>\r\n\
+\r\n\
+Our mailbox was full, it is fixed. Is VAT included in the yearly price?\r\n",
+    );
+    let a = app.ingest_one(&again);
+    assert_eq!(
+        (a["ticket"].as_str(), a["ack"].as_str()),
+        (Some("CHT-2"), Some("queued")),
+        "{a:#}"
+    );
+    assert!(
+        !flags(&app, "CHT-1").contains("bouncing"),
+        "{:#?}",
+        app.tickets()
+    );
+    assert_eq!(db::events(&conn, "bounce_cleared"), 1);
+}
+
+#[test]
+fn a_dsn_for_the_team_address_leaves_the_ticket_unflagged_and_the_customer_acknowledged() {
+    let app = App::new();
+    let request = app.write(
+        "request.eml",
+        b"From: Jon Keller <jon.keller@customers.example>\r\n\
+To: support@example.test\r\n\
+Subject: API key rotation\r\n\
+Date: Mon, 01 Dec 2026 08:00:00 +0000\r\n\
+Message-ID: <jk-1@customers.example>\r\n\
+\r\n\
+How do we rotate our API key without downtime for the widget?\r\n",
+    );
+    assert_eq!(app.ingest_one(&request)["ticket"], "CHT-1");
+    // A Postfix DSN whose returned headers are those of our notification.
+    let dsn = filled(
+        &app,
+        b"From: MAILER-DAEMON@mx.example.test (Mail Delivery System)\r\n\
+To: support@example.test\r\n\
+Subject: Undelivered Mail Returned to Sender\r\n\
+Date: Mon, 01 Dec 2026 08:01:00 +0000\r\n\
+Message-ID: <dsn-1@mx.example.test>\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\
+\r\n\
+--b\r\n\
+Content-Type: text/plain\r\n\
+\r\n\
+<team@example.test>: host mail.example.test said: 552 5.2.2 Mailbox full\r\n\
+--b\r\n\
+Content-Type: message/delivery-status\r\n\
+\r\n\
+Reporting-MTA: dns; mx.example.test\r\n\
+\r\n\
+Final-Recipient: rfc822; team@example.test\r\n\
+Action: failed\r\n\
+Status: 5.2.2\r\n\
+\r\n\
+--b\r\n\
+Content-Type: text/rfc822-headers\r\n\
+\r\n\
+From: Support <support@example.test>\r\n\
+To: team@example.test\r\n\
+Message-ID: @NOTE_ID@\r\n\
+Subject: @NOTE_SUBJECT@\r\n\
+--b--\r\n",
+        "dsn.eml",
+    );
+    let d = app.ingest_one(&dsn);
+    assert_eq!(
+        (d["action"].as_str(), d["ticket"].as_str()),
+        (Some("automated"), Some("CHT-1"))
+    );
+    assert!(!flags(&app, "CHT-1").contains("bouncing"));
+    let next = app.write(
+        "next.eml",
+        b"From: Jon Keller <jon.keller@customers.example>\r\n\
+To: support@example.test\r\n\
+Subject: Invoice for November\r\n\
+Date: Tue, 02 Dec 2026 08:00:00 +0000\r\n\
+Message-ID: <jk-2@customers.example>\r\n\
+\r\n\
+Could you send me the invoice for November again please?\r\n",
+    );
+    assert_eq!(app.ingest_one(&next)["ack"], "queued");
+}
