@@ -166,7 +166,8 @@ impl Pipeline {
         };
         let decision =
             guard::may_acknowledge(&self.acks, &history, from, t.incoming.delivered_at, t.now)?;
-        let refusal = decision.err().map(|r| r.to_string());
+        let refusal =
+            record::recall_refusal(t.msg).or_else(|| decision.err().map(|r| r.to_string()));
         if let Some(reason) = &refusal {
             let address = t.msg.from.as_ref().map(|_| from);
             store::record_event(

@@ -52,6 +52,7 @@ pub(super) fn insert_inbound(
             source: &incoming.source,
             warnings: &msg.warnings.join("\n"),
             error: None,
+            conversation: crate::thread::conversation_key(msg).as_deref(),
         },
     )?;
     if let Some(t) = ticket_id {
@@ -132,6 +133,13 @@ pub(super) fn automated_on_ticket(
         )?;
     }
     Ok(())
+}
+
+/// Why an Outlook recall is never acknowledged, even when it opens a ticket (the recalled
+/// message never reached us): it asks for nothing. `None` for any other message.
+pub(super) fn recall_refusal(msg: &ParsedMessage) -> Option<String> {
+    crate::thread::recalled_subject(msg)
+        .map(|subject| format!("an Outlook recall of {subject:?}: nothing to acknowledge"))
 }
 
 /// Everyone the customer wrote to, except us (`own_addresses`, and plus-addresses of
@@ -356,6 +364,7 @@ fn queue(
             },
             last_error: suppressed,
             at: now,
+            conversation: out.conversation.as_deref(),
         },
     )?;
     Ok(())
@@ -402,6 +411,7 @@ pub(super) fn quarantine(
             source: &incoming.source,
             warnings: &format!("original Message-ID: <{}>", msg.message_id),
             error: Some(error),
+            conversation: None,
         },
     )?;
     store::record_event(
@@ -489,6 +499,7 @@ mod tests {
                 status: store::OutboxStatus::Queued,
                 last_error: None,
                 at: 1,
+                conversation: None,
             },
         )
         .unwrap();
@@ -551,6 +562,7 @@ mod tests {
                 status: store::OutboxStatus::Queued,
                 last_error: None,
                 at: 1,
+                conversation: None,
             },
         )
         .unwrap();

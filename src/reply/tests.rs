@@ -44,6 +44,8 @@ fn ack_input<'a>(customer: &'a Mailbox, locale: &'a str) -> AckInput<'a> {
         original_subject: "Problème de facture",
         customer_message_id: "abc@mail.example.test",
         customer_references: &[],
+        customer_thread_index: None,
+        customer_thread_topic: None,
         category_label: "Facturation",
         promise: Some((24, 24)),
         due_at: Some(due()),

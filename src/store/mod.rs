@@ -42,7 +42,7 @@ pub use mailboxes::{
 pub use messages::{
     Existing, Fingerprint, Known, MessageView, NewMessage, find_duplicate, insert_message,
     latest_with_message_id, note_warning, record_refs, ticket_by_shared_ref, ticket_messages,
-    tickets_by_message_ids,
+    tickets_by_conversation, tickets_by_message_ids,
 };
 pub use outbox::{
     NewOutgoing, OutboxItem, acks_since, clear_bouncing, enqueue, is_bouncing, list_outbox,
@@ -53,7 +53,7 @@ pub use shared::Shared;
 pub use tickets::{
     NewTicket, Ticket, add_participant, create_ticket, flag_ticket, flagged_tickets_of,
     has_bouncing_participant, list_tickets, participants, set_ticket_status, ticket, ticket_by_ref,
-    touch_ticket, touch_ticket_keep_status, unflag_ticket,
+    tickets_of, touch_ticket, touch_ticket_keep_status, unflag_ticket,
 };
 pub use types::{
     Direction, EventKind, MessageAction, OutboxKind, OutboxStatus, ParticipantRole, TicketStatus,
@@ -107,6 +107,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 const MIGRATIONS: &[&str] = &[
     include_str!("schema.sql"),
     include_str!("migration_message_id_reuse.sql"),
+    include_str!("migration_conversation.sql"),
 ];
 
 /// How long a connection waits for another process's lock (SQLite's busy timeout), and how

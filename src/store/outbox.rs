@@ -28,6 +28,8 @@ pub struct NewOutgoing<'a> {
     pub last_error: Option<&'a str>,
     /// Unix seconds: created, and first due.
     pub at: i64,
+    /// The Outlook conversation of the `Thread-Index` we set (header block, hex), if any.
+    pub conversation: Option<&'a str>,
 }
 
 /// Writes a row to the outbox; returns its id.
@@ -37,8 +39,8 @@ pub struct NewOutgoing<'a> {
 pub fn enqueue(conn: &Connection, o: &NewOutgoing<'_>) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO outbox (kind, ticket_id, to_addr, subject, message_id, in_reply_to, raw,
-                             status, last_error, created_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+                             status, last_error, created_at, next_attempt_at, conversation)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
     )?
     .execute(params![
         o.kind,
@@ -50,7 +52,8 @@ pub fn enqueue(conn: &Connection, o: &NewOutgoing<'_>) -> Result<i64> {
         o.raw,
         o.status,
         o.last_error,
-        o.at
+        o.at,
+        o.conversation
     ])?;
     Ok(conn.last_insert_rowid())
 }
@@ -292,6 +295,7 @@ mod tests {
                 status: OutboxStatus::Queued,
                 last_error: None,
                 at: 10,
+                conversation: None,
             },
         )
         .unwrap();
@@ -326,6 +330,7 @@ mod tests {
                     status,
                     last_error: None,
                     at: 10,
+                    conversation: None,
                 },
             )
             .unwrap();

@@ -221,6 +221,17 @@ pub fn flag_ticket(conn: &Connection, ticket_id: i64, flag: &str) -> Result<()> 
     Ok(())
 }
 
+/// The tickets `address` takes part in, as `(row id, subject)`, most recently updated
+/// first, at most `limit`.
+pub fn tickets_of(conn: &Connection, address: &str, limit: u32) -> Result<Vec<(i64, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT t.id, t.subject FROM tickets t JOIN participants p ON p.ticket_id = t.id
+         WHERE p.address = ?1 ORDER BY t.updated_at DESC, t.id DESC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![address, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Removes `flag` from the ticket's flags, if it has it.
 pub fn unflag_ticket(conn: &Connection, ticket_id: i64, flag: &str) -> Result<()> {
     conn.prepare_cached(
