@@ -438,6 +438,10 @@ impl Pipeline {
         let link = self
             .threading
             .resolve(conn, &self.signer, msg, from_a_mailer, is_agent)?;
+        if automated.is_none() {
+            // A person writing from an address that bounced: it receives mail again.
+            record::clear_bouncing(conn, msg.from_address())?;
+        }
 
         let mut outcome = Outcome {
             source: incoming.source.clone(),

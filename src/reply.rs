@@ -125,6 +125,9 @@ pub struct AckInput<'a> {
     pub original_subject: &'a str,
     pub customer_message_id: &'a str,
     pub customer_references: &'a [String],
+    /// The customer's `Thread-Index` and `Thread-Topic` (Outlook), as received, if any.
+    pub customer_thread_index: Option<&'a str>,
+    pub customer_thread_topic: Option<&'a str>,
     pub category_label: &'a str,
     /// Response promise in hours, `(min, max)`.
     pub promise: Option<(u32, u32)>,
@@ -182,6 +185,9 @@ pub struct Outgoing {
     pub in_reply_to: Option<String>,
     pub references: Vec<String>,
     pub raw: Vec<u8>,
+    /// The Outlook conversation of the `Thread-Index` it carries (see
+    /// [`crate::thread::ConversationIndex::key`]), if it carries one.
+    pub conversation: Option<String>,
 }
 
 /// Variables of `ack.hbs` and `ack_short.hbs`; templates/README.md documents them.
@@ -439,6 +445,8 @@ impl Templates {
                     original_subject: "Le widget ne s'affiche pas",
                     customer_message_id: "sample@example.test",
                     customer_references: &[],
+                    customer_thread_index: None,
+                    customer_thread_topic: None,
                     category_label: "Technique",
                     promise: full.then_some((24, 48)),
                     business: full,

@@ -3,7 +3,8 @@
 //! Entry point: [`Threading::resolve`] decides which ticket a message continues, if any, and
 //! says how ([`LinkReason`]). It collects every link the message offers
 //! ([`ThreadHints::from_message`], strongest first: In-Reply-To and References, nearest first;
-//! then the ids other messages on a ticket cite; then the subject token `[CHT-12]`; then the
+//! then Outlook's conversation (`Thread-Index`, see [`ConversationIndex`]) and recall; then the
+//! ids other messages on a ticket cite; then the subject token `[CHT-12]`; then the
 //! plus-address `support+CHT-12@`), looks each up in the store, and keeps the first ticket the
 //! sender may join ([`may_join`]), so that knowing a ticket number is not enough to hijack it.
 //! [`MessageIdSigner`] makes and checks our own Message-IDs; a forged one is refused.
@@ -18,6 +19,12 @@ use rusqlite::Connection;
 
 use crate::parse::ParsedMessage;
 use crate::store::{self, StoreError};
+
+mod conversation;
+
+pub use conversation::{
+    ConversationIndex, conversation_key, recalled_subject, thread_index, topic,
+};
 
 /// Every link a message offers to an existing ticket, strongest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -100,6 +107,11 @@ pub enum LinkReason {
     References { id: String, ours: bool },
     /// The parent never reached us, but another message on the ticket cites the same id.
     SharedReference { id: String },
+    /// Outlook's `Thread-Index` names a conversation a message on the ticket (or our mail
+    /// about it) belongs to; `key` is its header block in hex.
+    Conversation { key: String },
+    /// An Outlook recall of a message the sender wrote on the ticket, with this subject.
+    Recall { subject: String },
     /// A `[PREFIX-n]` token in the subject.
     SubjectToken { prefix: String, number: i64 },
     /// Sent to `support+PREFIX-n@domain`.
@@ -111,6 +123,8 @@ impl std::fmt::Display for LinkReason {
         match self {
             LinkReason::References { id, .. } => write!(f, "references <{id}>"),
             LinkReason::SharedReference { id } => write!(f, "shares the reference <{id}>"),
+            LinkReason::Conversation { key } => write!(f, "Outlook conversation {key}"),
+            LinkReason::Recall { subject } => write!(f, "recalls the message {subject:?}"),
             LinkReason::SubjectToken { prefix, number } => {
                 write!(f, "subject token [{prefix}-{number}]")
             }
@@ -193,14 +207,18 @@ impl Threading {
             }
         }
         let mut candidates: Vec<(i64, LinkReason)> = Vec::new();
-        if let Some((tickets, id)) = store::tickets_by_message_ids(conn, &ids)? {
+        let referenced = store::tickets_by_message_ids(conn, &ids)?;
+        let by_reference = referenced.is_some();
+        if let Some((tickets, id)) = referenced {
             // Several tickets when the id was reused by different messages: newest first.
             let ours = signer.origin(&id) == IdOrigin::Ours;
             for t in tickets {
                 let id = id.clone();
                 candidates.push((t, LinkReason::References { id, ours }));
             }
-        } else if let Some((t, id)) = store::ticket_by_shared_ref(conn, &ids)? {
+        }
+        self.outlook_candidates(conn, msg, &mut candidates)?;
+        if !by_reference && let Some((t, id)) = store::ticket_by_shared_ref(conn, &ids)? {
             candidates.push((t, LinkReason::SharedReference { id }));
         }
         if let Some(number) = hints.subject_ticket {
@@ -238,6 +256,37 @@ impl Threading {
             )?;
         }
         Ok(None)
+    }
+}
+
+impl Threading {
+    /// The tickets Outlook's own threading points at: those of the message's conversation
+    /// (`Thread-Index`), newest first, and for a recall those of the sender's messages with
+    /// the recalled subject.
+    fn outlook_candidates(
+        &self,
+        conn: &Connection,
+        msg: &ParsedMessage,
+        candidates: &mut Vec<(i64, LinkReason)>,
+    ) -> Result<(), StoreError> {
+        if let Some(key) = conversation_key(msg) {
+            for t in store::tickets_by_conversation(conn, &key)? {
+                let key = key.clone();
+                candidates.push((t, LinkReason::Conversation { key }));
+            }
+        }
+        if let Some(subject) = recalled_subject(msg) {
+            // The recalled message was the sender's: on one of their tickets, under the
+            // ticket's subject (give or take "RE:" and our token).
+            let recalled = topic(&subject).to_lowercase();
+            for (t, ticket_subject) in store::tickets_of(conn, msg.from_address(), 50)? {
+                if topic(&ticket_subject).to_lowercase() == recalled {
+                    let subject = subject.clone();
+                    candidates.push((t, LinkReason::Recall { subject }));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

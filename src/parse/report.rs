@@ -4,7 +4,9 @@
 //! return the original as message/rfc822 or text/rfc822-headers. Many MTAs mark nothing and
 //! paste the original headers into a plain-text body; for those the body is searched for
 //! `Message-ID:` lines, but only when the message otherwise looks like a bounce, so that a
-//! human forwarding a mail with its headers is never read as a bounce of it.
+//! human forwarding a mail with its headers is never read as a bounce of it. The recipients
+//! that failed come from the delivery-status fields, `X-Failed-Recipients`, or else the words
+//! of the report (qmail, Exim, Postfix, sendmail, Exchange, Notes and the like).
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -165,6 +167,116 @@ fn read_delivery_status(body: &str, out: &mut ParsedMessage) {
     }
 }
 
+/// An address as delivery reports print it: a local part, then a dotted domain; no trailing
+/// dot, so the end of a sentence is not taken in.
+const ADDRESS: &str = r#"[^\s<>"'(),;:@\[\]]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+"#;
+
+/// Where the returned copy of our message starts in a plain-text report (qmail's "--- Below
+/// this line is a copy of the message.", Exim's "------ This is a copy of the message",
+/// sendmail's "----- Unsent message follows -----", Exchange's "Original message headers:",
+/// Notes' "------- Returned Message --------", ...): the addresses after it are the returned
+/// message's own To and From, not the ones that failed.
+static RETURNED_COPY: LazyLock<Regex> = LazyLock::new(|| {
+    re(concat!(
+        r"(?im)^[\s>*=_-]*(?:",
+        r"-{2,}[\s-]*(?:original|returned|unsent|undelivered|rejected) (?:message|mail)\b",
+        r"|below this line is a copy of the message|this is a copy of the message",
+        r"|(?:original|unsent|returned|undelivered|rejected) message follows",
+        r"|message headers? follows?|original message headers|headers? of the (?:original|returned) message",
+        r"|copy of the (?:original )?message headers?\b|below is a copy of|a copy of the original message",
+        r"|(?:message|e-mail) d'origine|nachricht im original|original-nachricht",
+        r")"
+    ))
+});
+
+/// The first header of a returned copy pasted without any separator.
+static RETURNED_HEADER: LazyLock<Regex> = LazyLock::new(|| {
+    re(concat!(
+        r"(?m)^(?:Return-Path|Received|Message-I[Dd]|Delivered-To|DKIM-Signature",
+        r"|Authentication-Results|MIME-Version|X-[A-Za-z0-9-]+):[ \t]"
+    ))
+});
+
+/// How plain-text reports name the recipients that failed, each with the address as group 1,
+/// in tiers from the most to the least certain: a report's own recipient lines, then inline
+/// wording, then the SMTP dialogue it quotes (which may also name the sender, when it was the
+/// sender that was refused). The first tier that finds an address is the answer.
+static PLAIN_RECIPIENT: LazyLock<[Vec<Regex>; 3]> = LazyLock::new(|| {
+    let compile = |patterns: &[String]| patterns.iter().map(|p| re(p)).collect::<Vec<_>>();
+    [
+        compile(&[
+            // A line that starts with the address: qmail and Yahoo `<a@b>:`, Postfix `<a@b>:
+            // host ... said`, OpenSMTPD `a@b: 550 ...`, Exim and Notes `  a@b`, Exchange
+            // `a@b (a@b)` or `a@b on <date>`, sendmail `<a@b>... User unknown`, bullets,
+            // quotes.
+            format!(
+                r#"(?m)^[ \t>*•-]*["<]?({ADDRESS})[">]?[ \t]*(?:[:;(]|\.\.\.|on[ \t]|\.?[ \t]*\r?$)"#
+            ),
+            // Delivery-status fields pasted into the text.
+            format!(r"(?im)^\s*(?:final|original)-recipient\s*:\s*(?:rfc822\s*;)?\s*<?({ADDRESS})"),
+        ]),
+        // Inline, after the failed delivery, on one line: "error delivering your mail to
+        // <a@b>", "Your message to a@b couldn't be delivered", "was not delivered to: a@b",
+        // "Votre message à a@b", "Ihre Nachricht an a@b". (Not Exchange's "Your message\n To:
+        // a@b": that lists every recipient of the original.)
+        compile(&[format!(
+            r"(?i)\b(?:deliver(?:ing|ed|y)?|remise?|zugestellt|message|mail|e-?mail|nachricht)[ \t]+(?:(?:of|for)[ \t]+)?(?:(?:your|the|this|votre|le)[ \t]+(?:message|mail|e-?mail)[ \t]+)?(?:to|à|an|for)[ \t]*:?\s*<?({ADDRESS})"
+        )]),
+        // The SMTP dialogue: `RCPT TO:<a@b>`, `550 5.1.1 <a@b>: ...`, `<a@b>... User unknown`,
+        // "Unknown user: a@b".
+        compile(&[
+            format!(r"(?i)RCPT TO:\s*<({ADDRESS})>"),
+            format!(r"\b[45]\d\d[ -](?:[45]\.\d{{1,3}}\.\d{{1,3}}[ \t]+)?<({ADDRESS})>"),
+            format!(r"<({ADDRESS})>\.\.\."),
+            format!(
+                r"(?i)(?:unknown user|user unknown|no such user|invalid (?:recipient|mailbox)|mailbox (?:unavailable|full|not found))\s*:?\s*<?({ADDRESS})"
+            ),
+        ]),
+    ]
+});
+
+/// The envelope sender in a quoted SMTP dialogue.
+static MAIL_FROM: LazyLock<Regex> =
+    LazyLock::new(|| re(&format!(r"(?i)MAIL FROM:\s*<({ADDRESS})>")));
+
+/// The recipients a plain-text delivery report says failed, lower-cased, in the order found:
+/// read from its prose, before the returned copy of the message. Mailer addresses
+/// (postmaster, MAILER-DAEMON) that reports give for help are left out.
+pub fn plain_text_recipients(text: &str) -> Vec<String> {
+    let end = text.floor_char_boundary(BODY_SCAN_LIMIT);
+    let mut prose = &text[..end];
+    for cut in [&*RETURNED_COPY, &*RETURNED_HEADER] {
+        if let Some(m) = cut.find(prose) {
+            prose = &prose[..m.start()];
+        }
+    }
+    // A quoted dialogue may show the sender refused (`MAIL FROM:<a@b>` then `501 <a@b>...`).
+    let senders: Vec<String> = MAIL_FROM
+        .captures_iter(prose)
+        .filter_map(|c| c.get(1))
+        .map(|m| m.as_str().to_ascii_lowercase())
+        .collect();
+    for tier in PLAIN_RECIPIENT.iter() {
+        let mut found: Vec<(usize, String)> = Vec::new();
+        for cap in tier.iter().flat_map(|p| p.captures_iter(prose)) {
+            if let Some(m) = cap.get(1) {
+                let address = m.as_str().to_ascii_lowercase();
+                if !is_mailer_local_part(local_part(&address))
+                    && !senders.contains(&address)
+                    && !found.iter().any(|(_, a)| *a == address)
+                {
+                    found.push((m.start(), address));
+                }
+            }
+        }
+        if !found.is_empty() {
+            found.sort_by_key(|(at, _)| *at);
+            return found.into_iter().map(|(_, a)| a).collect();
+        }
+    }
+    Vec::new()
+}
+
 fn ids_in_text(text: &str, own_id: &str, ids: &mut Vec<String>) {
     let end = text.floor_char_boundary(BODY_SCAN_LIMIT);
     for cap in BODY_MESSAGE_ID.captures_iter(&text[..end]) {
@@ -267,6 +379,11 @@ pub fn fill(msg: &Message<'_>, out: &mut ParsedMessage) {
         }
     }
     out.bounced_message_ids = ids;
+    // Neither a delivery-status part nor `X-Failed-Recipients`: the MTA said it in words. (A
+    // delivery-status part that names no failure means none: a delay, a success.)
+    if out.failed_recipients.is_empty() && !has_status_part && out.delivery_actions.is_empty() {
+        out.failed_recipients = plain_text_recipients(&out.text);
+    }
 }
 
 #[cfg(test)]
@@ -333,6 +450,133 @@ Hello\r\n\
             parse(one_line.as_bytes()).bounced_message_ids,
             vec!["sd.xyz@example.test"]
         );
+    }
+
+    /// A report from `from` with subject `subject` and plain-text `body`, CRLF line ends.
+    fn plain_report(from: &str, subject: &str, body: &str) -> String {
+        format!(
+            "From: {from}\r\nTo: support@example.test\r\nSubject: {subject}\r\nMessage-ID: <r1@mx.example.net>\r\n\r\n{}",
+            body.replace('\n', "\r\n")
+        )
+    }
+
+    #[test]
+    fn qmail_names_the_failed_address_in_its_own_words_not_the_returned_to() {
+        let raw = plain_report(
+            "MAILER-DAEMON@mx.example.test",
+            "failure notice",
+            "Hi. This is the qmail-send program at mx.example.test.\n\
+I'm afraid I wasn't able to deliver your message to the following addresses.\n\
+This is a permanent error; I've given up. Sorry it didn't work out.\n\n\
+<team@example.test>:\n\
+The users mailfolder is over the allowed quota (size). (#5.2.2)\n\n\
+--- Below this line is a copy of the message.\n\n\
+Return-Path: <support@example.test>\n\
+From: Support <support@example.test>\n\
+Message-ID: <sd.note.1@example.test>\n\
+To: team@example.test, paul@customers.example\n\n\
+Nouvelle demande\n",
+        );
+        let m = parse(raw.as_bytes());
+        assert_eq!(m.failed_recipients, vec!["team@example.test"]);
+        assert_eq!(m.bounced_message_ids, vec!["sd.note.1@example.test"]);
+    }
+
+    #[test]
+    fn exim_postfix_and_sendmail_texts_without_a_status_part_name_their_recipients() {
+        let exim = plain_report(
+            "Mail Delivery System <Mailer-Daemon@mx.example.net>",
+            "Mail delivery failed: returning message to sender",
+            "This message was created automatically by mail delivery software.\n\n\
+A message that you sent could not be delivered to one or more of its\n\
+recipients. This is a permanent error. The following address(es) failed:\n\n\
+  Alice.Durand@Example.NET\n\
+    host mx.example.net [192.0.2.1]\n\
+    SMTP error from remote mail server after RCPT TO:<alice.durand@example.net>:\n\
+    550 5.1.1 User unknown\n\n\
+------ This is a copy of the message, including all the headers. ------\n\n\
+Return-path: <support@example.test>\n\
+To: alice.durand@example.net, bob@example.net\n",
+        );
+        assert_eq!(
+            parse(exim.as_bytes()).failed_recipients,
+            vec!["alice.durand@example.net"]
+        );
+        let postfix = plain_report(
+            "MAILER-DAEMON@mx.example.org (Mail Delivery System)",
+            "Undelivered Mail Returned to Sender",
+            "This is the mail system at host mx.example.org.\n\n\
+I'm sorry to have to inform you that your message could not\n\
+be delivered to one or more recipients.\n\n\
+For further assistance, please send mail to postmaster.\n\n\
+                   The mail system\n\n\
+<carol@example.org> (expanded from <sales@example.org>): host\n\
+    mail.example.org[192.0.2.2] said: 550 5.2.2 <carol@example.org>: Mailbox full\n",
+        );
+        assert_eq!(
+            parse(postfix.as_bytes()).failed_recipients,
+            vec!["carol@example.org"]
+        );
+        // A sendmail transcript that also shows the sender refused: only recipients count.
+        let sendmail = plain_report(
+            "Mail Delivery Subsystem <MAILER-DAEMON@old.example.edu>",
+            "Returned mail: User unknown",
+            "   ----- Transcript of session follows -----\n\
+>>> MAIL From:<support@example.test>\n\
+<<< 501 <support@example.test>... sender refused for a while\n\
+>>> RCPT To:<dave@example.edu>\n\
+<<< 550 <dave@example.edu>... User unknown\n\
+550 <dave@example.edu>... User unknown\n\
+   ----- Unsent message follows -----\n\
+From: support@example.test\n\
+To: dave@example.edu\n",
+        );
+        assert_eq!(
+            parse(sendmail.as_bytes()).failed_recipients,
+            vec!["dave@example.edu"]
+        );
+    }
+
+    #[test]
+    fn exchange_reports_in_english_and_french_name_the_recipient_not_the_original_to_list() {
+        let exchange_2003 = plain_report(
+            "System Administrator <postmaster@corp.example.com>",
+            "Undeliverable: Your request",
+            "Your message\n\n  To:      erin@corp.example.com; frank@corp.example.com\n\
+  Subject: Your request\n  Sent:    Mon, 1 Dec 2026 10:00:00 +0100\n\n\
+did not reach the following recipient(s):\n\n\
+erin@corp.example.com on Mon, 1 Dec 2026 10:00:05 +0100\n\
+    The recipient name is not recognized\n",
+        );
+        assert_eq!(
+            parse(exchange_2003.as_bytes()).failed_recipients,
+            vec!["erin@corp.example.com"]
+        );
+        let exchange_fr = plain_report(
+            "Microsoft Outlook <MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@corp.example.fr>",
+            "Non remis : [CHT-4] Votre demande",
+            "Votre message à gisele.martin@corp.example.fr n'a pas pu être remis.\n\n\
+gisele.martin n'a pas été trouvé sur corp.example.fr.\n\n\
+Informations de diagnostic pour les administrateurs :\n\n\
+Serveur de génération : PR1P264MB.FRAP264.PROD.OUTLOOK.COM\n\n\
+Remote server returned '550 5.1.10 RESOLVER.ADR.RecipientNotFound'\n\n\
+En-têtes de message d'origine :\n\n\
+To: gisele.martin@corp.example.fr, henri@corp.example.fr\n",
+        );
+        assert_eq!(
+            parse(exchange_fr.as_bytes()).failed_recipients,
+            vec!["gisele.martin@corp.example.fr"]
+        );
+    }
+
+    #[test]
+    fn a_status_part_that_names_no_failure_is_not_read_again_as_text() {
+        let delayed = DSN.replace("Action: failed", "Action: delayed").replace(
+            "This is the mail system at host mx.example.net.",
+            "<bob@example.net>: delayed",
+        );
+        let m = parse(delayed.as_bytes());
+        assert!(m.failed_recipients.is_empty(), "{:?}", m.failed_recipients);
     }
 
     #[test]

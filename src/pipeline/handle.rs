@@ -185,7 +185,8 @@ impl Pipeline {
                 guard::may_acknowledge(&self.acks, &history, to, t.incoming.delivered_at, t.now)?
             }
         };
-        let refusal = decision.err().map(|r| r.to_string());
+        let refusal =
+            record::recall_refusal(t.msg).or_else(|| decision.err().map(|r| r.to_string()));
         let withheld = refusal.clone();
         // A promise of a confirmation is kept by the acknowledgement, when one goes out.
         let confirmed =

@@ -52,6 +52,7 @@ pub(super) fn insert_inbound(
             source: &incoming.source,
             warnings: &msg.warnings.join("\n"),
             error: None,
+            conversation: crate::thread::conversation_key(msg).as_deref(),
         },
     )?;
     if let Some(t) = ticket_id {
@@ -134,6 +135,13 @@ pub(super) fn automated_on_ticket(
     Ok(())
 }
 
+/// Why an Outlook recall is never acknowledged, even when it opens a ticket (the recalled
+/// message never reached us): it asks for nothing. `None` for any other message.
+pub(super) fn recall_refusal(msg: &ParsedMessage) -> Option<String> {
+    crate::thread::recalled_subject(msg)
+        .map(|subject| format!("an Outlook recall of {subject:?}: nothing to acknowledge"))
+}
+
 /// Everyone the customer wrote to, except us (`own_addresses`, and plus-addresses of
 /// `support_address`), may take part in the conversation.
 pub(super) fn add_cc_participants(
@@ -155,8 +163,14 @@ pub(super) fn add_cc_participants(
     Ok(())
 }
 
-/// Marks the failed recipients of a bounce on `ticket` (or its customer, when the report names
-/// none) as bouncing, and flags the ticket.
+/// Records a bounce (`messages` row `row`), blaming the address that failed: the recipients
+/// the report names (delivery-status fields, `X-Failed-Recipients`, the MTA's words), or else
+/// the recipient of the outbox row it answers (an acknowledgement goes to the customer, a
+/// notification to the team). Each is marked bouncing. A ticket (the one the bounce was
+/// stored on, or one an answered row belongs to) is flagged `bouncing` only when a blamed
+/// address is its customer, or a participant we wrote to about it; mail to the team that
+/// bounced says nothing about the customer. A report that names no recipient and answers
+/// none of our messages blames nobody: the event says so.
 pub(super) fn record_bounce(
     conn: &Connection,
     msg: &ParsedMessage,
@@ -164,25 +178,108 @@ pub(super) fn record_bounce(
     row: i64,
     now: i64,
 ) -> Result<(), StoreError> {
-    let Some(ticket) = ticket else {
-        return Ok(());
-    };
-    let mut bounced: Vec<&str> = msg.failed_recipients.iter().map(String::as_str).collect();
-    if bounced.is_empty() {
-        bounced.push(&ticket.customer);
+    let answered = store::outbox_by_message_ids(conn, &msg.bounced_message_ids)?;
+    let mut blamed: Vec<String> = msg.failed_recipients.clone();
+    if blamed.is_empty() {
+        for item in &answered {
+            if !blamed.contains(&item.to) {
+                blamed.push(item.to.clone());
+            }
+        }
     }
-    for address in bounced {
+    let mut tickets: Vec<store::Ticket> = ticket.into_iter().cloned().collect();
+    for item in &answered {
+        if let Some(id) = item
+            .ticket_id
+            .filter(|id| tickets.iter().all(|t| t.id != *id))
+            && let Some(t) = store::ticket(conn, id)?
+        {
+            tickets.push(t);
+        }
+    }
+    if blamed.is_empty() {
+        return store::record_event(
+            conn,
+            store::EventKind::Bounce,
+            tickets.first().map(|t| t.id),
+            Some(row),
+            None,
+            &format!(
+                "{}: names no failed recipient and answers none of our messages; nobody marked",
+                msg.subject
+            ),
+        );
+    }
+    for address in &blamed {
         store::mark_bouncing(conn, address, now)?;
+        let about = answered
+            .iter()
+            .find(|item| item.to == *address)
+            .and_then(|item| item.ticket_id)
+            .or(tickets.first().map(|t| t.id));
         store::record_event(
             conn,
             store::EventKind::Bounce,
-            Some(ticket.id),
+            about,
             Some(row),
             Some(address),
             &msg.subject,
         )?;
     }
-    store::flag_ticket(conn, ticket.id, "bouncing")
+    for t in &tickets {
+        let mut ours = false;
+        for address in &blamed {
+            if *address == t.customer
+                || (store::participants(conn, t.id)?.contains(address)
+                    && store::wrote_to(conn, t.id, address)?)
+            {
+                ours = true;
+                break;
+            }
+        }
+        if ours {
+            store::flag_ticket(conn, t.id, "bouncing")?;
+        }
+    }
+    Ok(())
+}
+
+/// Mail from `address` was accepted as a person's: if it was marked bouncing, the mark is
+/// cleared, and so is the `bouncing` flag of each ticket it takes part in that has no other
+/// bouncing participant left.
+pub(super) fn clear_bouncing(conn: &Connection, address: &str) -> Result<(), StoreError> {
+    if address.is_empty() || !store::clear_bouncing(conn, address)? {
+        return Ok(());
+    }
+    let flagged = store::flagged_tickets_of(conn, address, "bouncing")?;
+    let mut cleared = Vec::new();
+    for ticket_id in flagged {
+        if !store::has_bouncing_participant(conn, ticket_id)? {
+            store::unflag_ticket(conn, ticket_id, "bouncing")?;
+            cleared.push(ticket_id);
+        }
+    }
+    if cleared.is_empty() {
+        return store::record_event(
+            conn,
+            store::EventKind::BounceCleared,
+            None,
+            None,
+            Some(address),
+            "mail from this address came in as a person's",
+        );
+    }
+    for ticket_id in cleared {
+        store::record_event(
+            conn,
+            store::EventKind::BounceCleared,
+            Some(ticket_id),
+            None,
+            Some(address),
+            "mail from this address came in as a person's; the ticket's bouncing flag is cleared",
+        )?;
+    }
+    Ok(())
 }
 
 /// Queues one rendered draft in the outbox, where a reply that cites its Message-ID finds the
@@ -311,6 +408,7 @@ fn insert_relayed(
             source: "relay",
             warnings: "",
             error: None,
+            conversation: None,
         },
     )?;
     Ok(())
@@ -341,6 +439,7 @@ fn queue(
             },
             last_error: suppressed,
             at: now,
+            conversation: out.conversation.as_deref(),
         },
     )?;
     Ok(())
@@ -387,6 +486,7 @@ pub(super) fn quarantine(
             source: &incoming.source,
             warnings: &format!("original Message-ID: <{}>", msg.message_id),
             error: Some(error),
+            conversation: None,
         },
     )?;
     store::record_event(
@@ -436,5 +536,124 @@ impl AckHistory for BatchHistory<'_, '_, '_> {
             })
             .count() as u32;
         Ok(store::sent_since(self.conn, address, self.kind, since)? + in_batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, store::Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store::Store::open(&dir.path().join("s.sqlite3")).unwrap();
+        (dir, store)
+    }
+
+    /// Ticket 1 of `customer` with `cc` taking part, and an acknowledgement `ack@x` to the
+    /// customer on it.
+    fn ticket_with_ack(conn: &Connection, customer: &str, cc: &str) -> store::Ticket {
+        let (id, _) = store::create_ticket(
+            conn,
+            &store::NewTicket {
+                prefix: "CHT",
+                customer,
+                customer_name: None,
+                subject: "s",
+                category: "billing",
+                created_at: 1,
+                due_at: None,
+                language: "en",
+            },
+        )
+        .unwrap();
+        store::add_participant(conn, id, cc, store::ParticipantRole::Cc).unwrap();
+        store::enqueue(
+            conn,
+            &store::NewOutgoing {
+                kind: store::OutboxKind::Ack,
+                ticket_id: Some(id),
+                to_addr: customer,
+                subject: "s",
+                message_id: "ack@x",
+                in_reply_to: None,
+                raw: b"raw",
+                status: store::OutboxStatus::Queued,
+                last_error: None,
+                at: 1,
+                conversation: None,
+            },
+        )
+        .unwrap();
+        store::ticket(conn, id).unwrap().unwrap()
+    }
+
+    fn bounce(ids: &[&str], failed: &[&str]) -> ParsedMessage {
+        ParsedMessage {
+            subject: "failure notice".into(),
+            bounced_message_ids: ids.iter().map(|s| s.to_string()).collect(),
+            failed_recipients: failed.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_recipient_of_the_answered_row_is_blamed_when_the_report_names_nobody() {
+        let (_d, mut s) = store();
+        let tx = s.begin().unwrap();
+        let t = ticket_with_ack(&tx, "a@b.fr", "c@b.fr");
+        record_bounce(&tx, &bounce(&["ack@x"], &[]), Some(&t), 1, 5).unwrap();
+        assert!(store::is_bouncing(&tx, "a@b.fr").unwrap());
+        assert_eq!(store::ticket(&tx, t.id).unwrap().unwrap().flags, "bouncing");
+        // A person's mail from the address clears the mark and the flag.
+        clear_bouncing(&tx, "a@b.fr").unwrap();
+        assert!(!store::is_bouncing(&tx, "a@b.fr").unwrap());
+        assert_eq!(store::ticket(&tx, t.id).unwrap().unwrap().flags, "");
+    }
+
+    #[test]
+    fn a_report_naming_nobody_about_nothing_of_ours_marks_nobody() {
+        let (_d, mut s) = store();
+        let tx = s.begin().unwrap();
+        let t = ticket_with_ack(&tx, "a@b.fr", "c@b.fr");
+        record_bounce(&tx, &bounce(&["theirs@y"], &[]), Some(&t), 1, 5).unwrap();
+        assert!(!store::is_bouncing(&tx, "a@b.fr").unwrap());
+        assert_eq!(store::ticket(&tx, t.id).unwrap().unwrap().flags, "");
+    }
+
+    #[test]
+    fn only_the_customer_or_a_participant_we_wrote_to_flags_the_ticket() {
+        let (_d, mut s) = store();
+        let tx = s.begin().unwrap();
+        let t = ticket_with_ack(&tx, "a@b.fr", "c@b.fr");
+        // A copied participant we never wrote to: marked, ticket not flagged.
+        record_bounce(&tx, &bounce(&["ack@x"], &["c@b.fr"]), Some(&t), 1, 5).unwrap();
+        assert!(store::is_bouncing(&tx, "c@b.fr").unwrap());
+        assert_eq!(store::ticket(&tx, t.id).unwrap().unwrap().flags, "");
+        // Once we wrote to them about the ticket, their bounce flags it.
+        store::enqueue(
+            &tx,
+            &store::NewOutgoing {
+                kind: store::OutboxKind::Notification,
+                ticket_id: Some(t.id),
+                to_addr: "c@b.fr",
+                subject: "s",
+                message_id: "relay@x",
+                in_reply_to: None,
+                raw: b"raw",
+                status: store::OutboxStatus::Queued,
+                last_error: None,
+                at: 1,
+                conversation: None,
+            },
+        )
+        .unwrap();
+        record_bounce(&tx, &bounce(&["relay@x"], &[]), None, 2, 6).unwrap();
+        assert_eq!(store::ticket(&tx, t.id).unwrap().unwrap().flags, "bouncing");
+        // The customer writing again does not clear a flag another participant still causes.
+        store::mark_bouncing(&tx, "a@b.fr", 7).unwrap();
+        clear_bouncing(&tx, "a@b.fr").unwrap();
+        assert_eq!(store::ticket(&tx, t.id).unwrap().unwrap().flags, "bouncing");
+        clear_bouncing(&tx, "c@b.fr").unwrap();
+        assert_eq!(store::ticket(&tx, t.id).unwrap().unwrap().flags, "");
     }
 }

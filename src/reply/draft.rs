@@ -174,6 +174,8 @@ impl Draft<'_> {
                     original_subject: &a.msg.subject,
                     customer_message_id: customer_id(a.msg),
                     customer_references: &a.msg.references,
+                    customer_thread_index: a.msg.header("thread-index"),
+                    customer_thread_topic: a.msg.header("thread-topic"),
                     category_label: &a.category_label,
                     promise: a.promise,
                     business: a.business,

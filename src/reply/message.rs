@@ -10,6 +10,7 @@ use super::{
     AckInput, AgentNoticeInput, Identity, LOOP_HEADER, NotificationInput, Outgoing, RelayInput,
     ReplyError, ack_subject, header_text, truncate_chars,
 };
+use crate::thread::{self, ConversationIndex};
 
 /// RFC 5322 advises keeping the thread root plus the most recent ids; beyond this many the
 /// header only grows without helping any client thread better.
@@ -39,12 +40,16 @@ pub(super) fn build_ack(
     )?;
     let to_address = to.email.to_string();
 
+    let (index, topic) = outlook_conversation(input, chrono::Utc::now().timestamp_millis());
+
     let builder = common(identity, locale, &message_id, WHAT)?
         .to(to)
         .subject(subject.clone())
         .raw_header(raw("Auto-Submitted", "auto-replied"))
         // RFC 3834 discourages Precedence, but older autoresponders only look at it.
-        .raw_header(raw("Precedence", "auto_reply"));
+        .raw_header(raw("Precedence", "auto_reply"))
+        .raw_header(raw("Thread-Topic", &topic))
+        .raw_header(raw("Thread-Index", &index.to_header()));
     let message = threading(builder, in_reply_to.as_deref(), &references)
         .singlepart(text_part(body))
         .map_err(|e| build_error(WHAT, e))?;
@@ -56,7 +61,27 @@ pub(super) fn build_ack(
         in_reply_to,
         references,
         raw: message.formatted(),
+        conversation: Some(index.key()),
     })
+}
+
+/// The `Thread-Index` and `Thread-Topic` of our answer, written at `now_ms` (unix
+/// milliseconds), so that Outlook files it in the customer's conversation: their index with
+/// one child block appended, or a fresh one when they sent none (or one we cannot read); their
+/// topic, or their subject without its reply prefixes.
+fn outlook_conversation(input: &AckInput<'_>, now_ms: i64) -> (ConversationIndex, String) {
+    let index = input
+        .customer_thread_index
+        .and_then(ConversationIndex::parse)
+        .map(|i| i.reply(now_ms))
+        .unwrap_or_else(|| ConversationIndex::fresh(now_ms));
+    // A topic still in RFC 2047 encoded-words is left for the decoded subject.
+    let topic = input
+        .customer_thread_topic
+        .map(header_text)
+        .filter(|t| !t.trim().is_empty() && !t.contains("=?"))
+        .unwrap_or_else(|| thread::topic(&header_text(input.original_subject)));
+    (index, topic)
 }
 
 pub(super) fn build_notification(
@@ -101,6 +126,7 @@ pub(super) fn build_notification(
         in_reply_to,
         references,
         raw: message.formatted(),
+        conversation: None,
     })
 }
 
@@ -149,6 +175,7 @@ pub(super) fn build_relay(
         in_reply_to,
         references,
         raw: message.formatted(),
+        conversation: None,
     })
 }
 
@@ -180,6 +207,7 @@ pub(super) fn build_agent_notice(
         in_reply_to,
         references,
         raw: message.formatted(),
+        conversation: None,
     })
 }
 
@@ -221,6 +249,7 @@ pub(super) fn build_team_mail(
         in_reply_to,
         references,
         raw: message.formatted(),
+        conversation: None,
     })
 }
 
@@ -467,6 +496,55 @@ mod tests {
         assert!(header.ends_with("quoted-printable"), "{raw}");
         assert!(raw.contains("=C3=A9t=C3=A9 re=C3=A7ue"), "{raw}");
         assert!(encoding(&"x".repeat(200)).0.ends_with("quoted-printable"));
+    }
+
+    fn input<'a>(index: Option<&'a str>, topic: Option<&'a str>) -> AckInput<'a> {
+        static CUSTOMER: std::sync::LazyLock<crate::parse::Mailbox> =
+            std::sync::LazyLock::new(|| crate::parse::Mailbox {
+                name: None,
+                address: "a@b.fr".into(),
+            });
+        AckInput {
+            locale: "fr",
+            ticket_ref: "CHT-1",
+            customer: &CUSTOMER,
+            original_subject: "RE: TR: Facture",
+            customer_message_id: "m@b.fr",
+            customer_references: &[],
+            customer_thread_index: index,
+            customer_thread_topic: topic,
+            category_label: "Facturation",
+            promise: None,
+            business: false,
+            confirm_only: false,
+            due_at: None,
+            out_of_hours: None,
+            ask_for_account: false,
+            tips: &[],
+            short: false,
+            message_id: "sd.ack.1@example.test",
+        }
+    }
+
+    #[test]
+    fn the_ack_continues_the_customers_outlook_conversation_or_starts_one() {
+        let now = 1_796_112_000_000;
+        let theirs = ConversationIndex::fresh(now - 60_000);
+        let header = theirs.to_header();
+        let (index, topic) = outlook_conversation(&input(Some(&header), Some("Facture")), now);
+        assert_eq!(index.key(), theirs.key());
+        assert_eq!(index.depth(), 1);
+        assert_eq!(topic, "Facture");
+        let encoded = input(None, Some("=?UTF-8?B?RmFjdHVyZQ==?="));
+        assert_eq!(outlook_conversation(&encoded, now).1, "Facture");
+        // No index (or one that is not an index), no topic: a fresh conversation, and the
+        // subject without its prefixes.
+        for none in [None, Some("AdtdjjwqGxRwmMUcTxM8p0==")] {
+            let (index, topic) = outlook_conversation(&input(none, None), now);
+            assert_eq!(index.depth(), 0);
+            assert_ne!(index.key(), theirs.key());
+            assert_eq!(topic, "Facture");
+        }
     }
 
     #[test]

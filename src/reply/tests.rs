@@ -44,6 +44,8 @@ pub(super) fn ack_input<'a>(customer: &'a Mailbox, locale: &'a str) -> AckInput<
         original_subject: "Problème de facture",
         customer_message_id: "abc@mail.example.test",
         customer_references: &[],
+        customer_thread_index: None,
+        customer_thread_topic: None,
         category_label: "Facturation",
         promise: Some((24, 24)),
         business: false,

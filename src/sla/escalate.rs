@@ -159,6 +159,7 @@ impl Escalator {
                     status: store::OutboxStatus::Queued,
                     last_error: None,
                     at: now,
+                    conversation: None,
                 },
             )?;
         }

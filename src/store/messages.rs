@@ -162,6 +162,22 @@ pub fn tickets_by_message_ids(
     Ok(None)
 }
 
+/// The tickets (row ids) with a message in Outlook conversation `key` (see
+/// `thread::ConversationIndex::key`), theirs or ours, most recent first.
+pub fn tickets_by_conversation(conn: &Connection, key: &str) -> Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT ticket_id FROM (
+             SELECT ticket_id, created_at AS at FROM outbox
+             WHERE conversation = ?1 AND ticket_id IS NOT NULL
+             UNION ALL
+             SELECT ticket_id, received_at FROM messages
+             WHERE conversation = ?1 AND ticket_id IS NOT NULL AND direction = ?2)
+         GROUP BY ticket_id ORDER BY MAX(at) DESC, ticket_id DESC",
+    )?;
+    let rows = stmt.query_map(params![key, Direction::In], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Remembers the ids a message on `ticket_id` cites.
 pub fn record_refs(conn: &Connection, ticket_id: i64, ids: &[String]) -> Result<()> {
     let mut stmt = conn
@@ -224,6 +240,8 @@ pub struct NewMessage<'a> {
     pub warnings: &'a str,
     /// Why it was quarantined.
     pub error: Option<&'a str>,
+    /// Its Outlook conversation (`Thread-Index` header block, hex), if it has one.
+    pub conversation: Option<&'a str>,
 }
 
 /// Stores a message; returns its row id.
@@ -234,9 +252,10 @@ pub fn insert_message(conn: &Connection, m: &NewMessage<'_>) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO messages (ticket_id, direction, message_id, raw_sha256, in_reply_to, refs,
             from_addr, from_name, to_addrs, subject, date, received_at, action, category, language,
-            automated, new_text, full_text, attachments, size, raw, source, warnings, error)
+            automated, new_text, full_text, attachments, size, raw, source, warnings, error,
+            conversation)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                 ?19, ?20, ?21, ?22, ?23, ?24)",
+                 ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
     )?
     .execute(params![
         m.ticket_id,
@@ -262,7 +281,8 @@ pub fn insert_message(conn: &Connection, m: &NewMessage<'_>) -> Result<i64> {
         m.raw,
         m.source,
         m.warnings,
-        m.error
+        m.error,
+        m.conversation
     ])?;
     Ok(conn.last_insert_rowid())
 }
@@ -353,6 +373,7 @@ mod tests {
             source: "test",
             warnings: "",
             error: None,
+            conversation: None,
         }
     }
 
@@ -445,5 +466,64 @@ mod tests {
             Some((vec![one], "n@x".to_string()))
         );
         assert_eq!(tickets_by_message_ids(&tx, &ids(&["z@x"])).unwrap(), None);
+    }
+
+    #[test]
+    fn a_conversation_names_the_tickets_of_its_messages_and_of_our_mail_most_recent_first() {
+        let (_d, mut store) = temp_store();
+        let tx = store.begin().unwrap();
+        let ticket = |n: &str| {
+            create_ticket(
+                &tx,
+                &NewTicket {
+                    prefix: "CHT",
+                    customer: n,
+                    customer_name: None,
+                    subject: "s",
+                    category: "billing",
+                    created_at: 1,
+                    due_at: None,
+                    language: "fr",
+                },
+            )
+            .unwrap()
+            .0
+        };
+        let (one, two) = (ticket("a@b.fr"), ticket("c@d.fr"));
+        let inbound = |t: i64, sha: &str, at: i64| {
+            let mut m = stored(Some(t), sha, sha, "text");
+            m.received_at = at;
+            m.conversation = Some("c0ffee");
+            insert_message(&tx, &m).unwrap();
+        };
+        inbound(one, "m1", 10);
+        inbound(two, "m2", 20);
+        assert_eq!(
+            tickets_by_conversation(&tx, "c0ffee").unwrap(),
+            vec![two, one]
+        );
+        // Our acknowledgement on ticket one, later: one comes first now.
+        crate::store::enqueue(
+            &tx,
+            &crate::store::NewOutgoing {
+                kind: crate::store::OutboxKind::Ack,
+                ticket_id: Some(one),
+                to_addr: "a@b.fr",
+                subject: "s",
+                message_id: "ack@x",
+                in_reply_to: None,
+                raw: b"raw",
+                status: crate::store::OutboxStatus::Queued,
+                last_error: None,
+                at: 30,
+                conversation: Some("c0ffee"),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            tickets_by_conversation(&tx, "c0ffee").unwrap(),
+            vec![one, two]
+        );
+        assert!(tickets_by_conversation(&tx, "other").unwrap().is_empty());
     }
 }

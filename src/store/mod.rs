@@ -54,12 +54,12 @@ pub use mailboxes::{
 pub use messages::{
     Existing, Fingerprint, Known, MessageView, NewMessage, find_duplicate, insert_message,
     latest_with_message_id, note_warning, record_refs, ticket_by_shared_ref, ticket_messages,
-    tickets_by_message_ids,
+    tickets_by_conversation, tickets_by_message_ids,
 };
 pub use outbox::{
-    NewOutgoing, OutboxItem, acks_since, enqueue, is_bouncing, list_outbox, mark_bouncing,
-    mark_failed, mark_retry, mark_sending, mark_sent, next_due, next_due_at, outbox_counts,
-    outbox_raw, requeue_interrupted, sent_since,
+    NewOutgoing, OutboxItem, acks_since, clear_bouncing, enqueue, is_bouncing, list_outbox,
+    mark_bouncing, mark_failed, mark_retry, mark_sending, mark_sent, next_due, next_due_at,
+    outbox_by_message_ids, outbox_counts, outbox_raw, requeue_interrupted, sent_since, wrote_to,
 };
 pub use shared::Shared;
 pub use sla::{
@@ -67,8 +67,9 @@ pub use sla::{
     record_status_change, start_clock, ticket_clock,
 };
 pub use tickets::{
-    NewTicket, Ticket, add_participant, create_ticket, flag_ticket, list_tickets, participants,
-    set_ticket_status, ticket, ticket_by_ref, touch_ticket, touch_ticket_keep_status,
+    NewTicket, Ticket, add_participant, create_ticket, flag_ticket, flagged_tickets_of,
+    has_bouncing_participant, list_tickets, participants, set_ticket_status, ticket, ticket_by_ref,
+    tickets_of, touch_ticket, touch_ticket_keep_status, unflag_ticket,
 };
 pub use types::{
     AccountMatch, Direction, EventKind, MessageAction, OutboxKind, OutboxStatus, ParticipantRole,
@@ -124,6 +125,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migration_agents.sql"),
     include_str!("migration_message_id_reuse.sql"),
     include_str!("migration_sla.sql"),
+    include_str!("migration_conversation.sql"),
 ];
 
 /// How long a connection waits for another process's lock (SQLite's busy timeout), and how

@@ -28,6 +28,8 @@ pub struct NewOutgoing<'a> {
     pub last_error: Option<&'a str>,
     /// Unix seconds: created, and first due.
     pub at: i64,
+    /// The Outlook conversation of the `Thread-Index` we set (header block, hex), if any.
+    pub conversation: Option<&'a str>,
 }
 
 /// Writes a row to the outbox; returns its id.
@@ -37,8 +39,8 @@ pub struct NewOutgoing<'a> {
 pub fn enqueue(conn: &Connection, o: &NewOutgoing<'_>) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO outbox (kind, ticket_id, to_addr, subject, message_id, in_reply_to, raw,
-                             status, last_error, created_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+                             status, last_error, created_at, next_attempt_at, conversation)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
     )?
     .execute(params![
         o.kind,
@@ -50,7 +52,8 @@ pub fn enqueue(conn: &Connection, o: &NewOutgoing<'_>) -> Result<i64> {
         o.raw,
         o.status,
         o.last_error,
-        o.at
+        o.at,
+        o.conversation
     ])?;
     Ok(conn.last_insert_rowid())
 }
@@ -229,6 +232,43 @@ pub fn mark_bouncing(conn: &Connection, address: &str, at: i64) -> Result<()> {
     Ok(())
 }
 
+/// The outbox rows (what we sent) whose Message-ID (without brackets) is one of `ids`, in
+/// the order of `ids`: the mail a delivery report answers.
+pub fn outbox_by_message_ids(conn: &Connection, ids: &[String]) -> Result<Vec<OutboxItem>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {OUTBOX_COLUMNS} FROM outbox o LEFT JOIN tickets t ON t.id = o.ticket_id
+         WHERE o.message_id = ?1"
+    ))?;
+    let mut rows = Vec::new();
+    for id in ids {
+        if let Some(row) = stmt.query_row(params![id], outbox_from_row).optional()? {
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// Returns true if and only if we queued mail to `address` about ticket `ticket_id`.
+pub fn wrote_to(conn: &Connection, ticket_id: i64, address: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM outbox WHERE ticket_id = ?1 AND to_addr = ?2)",
+        )?
+        .query_row(params![ticket_id, address], |r| r.get(0))?)
+}
+
+/// Mail from `address` came in as a person's: it no longer counts as bouncing (its bounce
+/// count stays). Returns true if and only if it was bouncing.
+pub fn clear_bouncing(conn: &Connection, address: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE addresses SET bouncing_since = NULL
+             WHERE address = ?1 AND bouncing_since IS NOT NULL",
+        )?
+        .execute(params![address])?
+        > 0)
+}
+
 /// Returns true if and only if mail to `address` bounced and nothing cleared it since.
 pub fn is_bouncing(conn: &Connection, address: &str) -> Result<bool> {
     Ok(conn
@@ -260,6 +300,7 @@ mod tests {
                 status: OutboxStatus::Queued,
                 last_error: None,
                 at: 10,
+                conversation: None,
             },
         )
         .unwrap();
@@ -294,6 +335,7 @@ mod tests {
                     status,
                     last_error: None,
                     at: 10,
+                    conversation: None,
                 },
             )
             .unwrap();

@@ -233,6 +233,48 @@ pub fn flag_ticket(conn: &Connection, ticket_id: i64, flag: &str) -> Result<()> 
     Ok(())
 }
 
+/// The tickets `address` takes part in, as `(row id, subject)`, most recently updated
+/// first, at most `limit`.
+pub fn tickets_of(conn: &Connection, address: &str, limit: u32) -> Result<Vec<(i64, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT t.id, t.subject FROM tickets t JOIN participants p ON p.ticket_id = t.id
+         WHERE p.address = ?1 ORDER BY t.updated_at DESC, t.id DESC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![address, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Removes `flag` from the ticket's flags, if it has it.
+pub fn unflag_ticket(conn: &Connection, ticket_id: i64, flag: &str) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE tickets SET flags = TRIM(REPLACE(' ' || flags || ' ', ' ' || ?2 || ' ', ' '))
+         WHERE id = ?1 AND (' ' || flags || ' ') LIKE ('% ' || ?2 || ' %')",
+    )?
+    .execute(params![ticket_id, flag])?;
+    Ok(())
+}
+
+/// The tickets flagged `flag` that `address` takes part in, oldest first.
+pub fn flagged_tickets_of(conn: &Connection, address: &str, flag: &str) -> Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT t.id FROM tickets t JOIN participants p ON p.ticket_id = t.id
+         WHERE p.address = ?1 AND (' ' || t.flags || ' ') LIKE ('% ' || ?2 || ' %')
+         ORDER BY t.id",
+    )?;
+    let rows = stmt.query_map(params![address, flag], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Returns true if and only if one of the ticket's participants is marked bouncing.
+pub fn has_bouncing_participant(conn: &Connection, ticket_id: i64) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM participants p JOIN addresses a ON a.address = p.address
+                            WHERE p.ticket_id = ?1 AND a.bouncing_since IS NOT NULL)",
+        )?
+        .query_row(params![ticket_id], |r| r.get(0))?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

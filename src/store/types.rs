@@ -195,6 +195,9 @@ text_enum! {
         KeptClosed => "kept_closed",
         /// A delivery failure report for mail we sent; the address is marked bouncing.
         Bounce => "bounce",
+        /// Mail from a bouncing address came in as a person's: the mark (and the flag of a
+        /// ticket it was on) is cleared.
+        BounceCleared => "bounce_cleared",
         /// An acknowledgement was held back (rate limit, bouncing address, no sender ...).
         AckSuppressed => "ack_suppressed",
         /// The acknowledgement could not be rendered.

@@ -395,3 +395,427 @@ The export still does nothing today, could someone look at it?\r\n",
     assert_eq!(app.ingest_one(&reply)["action"], "reply");
     assert_eq!(status(&app, "CHT-1"), "open");
 }
+
+// ------------------------------------------------------------------ (e) bounces blame who failed
+
+/// The flags of ticket `reference`, from `tickets list`.
+fn flags(app: &App, reference: &str) -> String {
+    app.tickets()
+        .into_iter()
+        .find(|t| t["id"] == reference)
+        .unwrap_or_else(|| panic!("no ticket {reference}"))["flags"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn case_09_a_bounce_of_the_team_notification_blames_the_team_not_the_customer() {
+    let app = App::new();
+    let first = app.ingest_one(&case("09-bounce-of-team-notification.1.eml"));
+    assert_eq!(first["ticket"], "CHT-1", "{first:#}");
+    let bounce = app.ingest_one(&filled_case(&app, "09-bounce-of-team-notification.2.eml"));
+    assert_eq!(bounce["action"], "automated", "{bounce:#}");
+    assert_eq!(bounce["ack"], "not_applicable");
+    assert_ne!(bounce["ticket"], "CHT-2");
+    let stats = app.stats();
+    assert_eq!(
+        (stats.messages, stats.tickets, stats.acks_queued),
+        (2, 1, 1)
+    );
+    assert!(
+        !flags(&app, "CHT-1").contains("bouncing"),
+        "{:#?}",
+        app.tickets()
+    );
+    let conn = db::open(&app.database);
+    assert_eq!(
+        db::event_addresses(&conn, "bounce"),
+        vec![Some("team@example.test".to_string())]
+    );
+    let next = app.ingest_one(&case("09-bounce-of-team-notification.3.eml"));
+    assert_eq!(next["action"], "new", "{next:#}");
+    assert_eq!(next["ticket"], "CHT-2");
+    assert_eq!(next["ack"], "queued", "{next:#}");
+    assert_eq!(outbox_for(&app, "ack", "CHT-2")[0]["status"], "queued");
+}
+
+#[test]
+fn an_exim_bounce_of_the_ack_marks_the_customer_until_they_write_again_as_a_person() {
+    let app = App::new();
+    let request = app.write(
+        "request.eml",
+        b"From: Ines Garcia <ines.garcia@customers.example>\r\n\
+To: support@example.test\r\n\
+Subject: Change of billing address\r\n\
+Date: Mon, 01 Dec 2026 08:00:00 +0000\r\n\
+Message-ID: <ig-1@customers.example>\r\n\
+\r\n\
+Please send our invoices to the new office address from January on.\r\n",
+    );
+    assert_eq!(app.ingest_one(&request)["ticket"], "CHT-1");
+    // Exim's words only: no X-Failed-Recipients, no delivery-status part; the quoted copy
+    // of our acknowledgement also names the team in Cc, which must not count.
+    let bounce = filled(
+        &app,
+        b"From: Mail Delivery System <Mailer-Daemon@mx.customers.example>\r\n\
+To: support@example.test\r\n\
+Subject: Mail delivery failed: returning message to sender\r\n\
+Date: Mon, 01 Dec 2026 08:05:00 +0000\r\n\
+Message-ID: <exim-bounce-1@mx.customers.example>\r\n\
+Auto-Submitted: auto-replied\r\n\
+\r\n\
+This message was created automatically by mail delivery software.\r\n\
+\r\n\
+A message that you sent could not be delivered to one or more of its\r\n\
+recipients. This is a permanent error. The following address(es) failed:\r\n\
+\r\n\
+  Ines.Garcia@customers.example\r\n\
+    mailbox is full: retry timeout exceeded\r\n\
+\r\n\
+------ This is a copy of the message, including all the headers. ------\r\n\
+\r\n\
+From: Support <support@example.test>\r\n\
+To: ines.garcia@customers.example\r\n\
+Cc: team@example.test\r\n\
+Message-ID: @ACK_ID@\r\n\
+Subject: @ACK_SUBJECT@\r\n",
+        "bounce.eml",
+    );
+    let b = app.ingest_one(&bounce);
+    assert_eq!(
+        (b["action"].as_str(), b["ticket"].as_str()),
+        (Some("automated"), Some("CHT-1"))
+    );
+    assert!(
+        flags(&app, "CHT-1").contains("bouncing"),
+        "{:#?}",
+        app.tickets()
+    );
+    let conn = db::open(&app.database);
+    assert_eq!(
+        db::event_addresses(&conn, "bounce"),
+        vec![Some("ines.garcia@customers.example".to_string())]
+    );
+    // She writes again, a person with a new request: the mark clears, the old ticket's flag
+    // follows, and the new request is acknowledged.
+    let again = app.write(
+        "again.eml",
+        b"From: Ines Garcia <ines.garcia@customers.example>\r\n\
+To: support@example.test\r\n\
+Subject: Our mailbox is fixed, and a question on the VAT\r\n\
+Date: Tue, 02 Dec 2026 08:00:00 +0000\r\n\
+Message-ID: <ig-2@customers.example>\r\n\
+\r\n\
+Our mailbox was full, it is fixed. Is VAT included in the yearly price?\r\n",
+    );
+    let a = app.ingest_one(&again);
+    assert_eq!(
+        (a["ticket"].as_str(), a["ack"].as_str()),
+        (Some("CHT-2"), Some("queued")),
+        "{a:#}"
+    );
+    assert!(
+        !flags(&app, "CHT-1").contains("bouncing"),
+        "{:#?}",
+        app.tickets()
+    );
+    assert_eq!(db::events(&conn, "bounce_cleared"), 1);
+}
+
+#[test]
+fn a_dsn_for_the_team_address_leaves_the_ticket_unflagged_and_the_customer_acknowledged() {
+    let app = App::new();
+    let request = app.write(
+        "request.eml",
+        b"From: Jon Keller <jon.keller@customers.example>\r\n\
+To: support@example.test\r\n\
+Subject: API key rotation\r\n\
+Date: Mon, 01 Dec 2026 08:00:00 +0000\r\n\
+Message-ID: <jk-1@customers.example>\r\n\
+\r\n\
+How do we rotate our API key without downtime for the widget?\r\n",
+    );
+    assert_eq!(app.ingest_one(&request)["ticket"], "CHT-1");
+    // A Postfix DSN whose returned headers are those of our notification.
+    let dsn = filled(
+        &app,
+        b"From: MAILER-DAEMON@mx.example.test (Mail Delivery System)\r\n\
+To: support@example.test\r\n\
+Subject: Undelivered Mail Returned to Sender\r\n\
+Date: Mon, 01 Dec 2026 08:01:00 +0000\r\n\
+Message-ID: <dsn-1@mx.example.test>\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\
+\r\n\
+--b\r\n\
+Content-Type: text/plain\r\n\
+\r\n\
+<team@example.test>: host mail.example.test said: 552 5.2.2 Mailbox full\r\n\
+--b\r\n\
+Content-Type: message/delivery-status\r\n\
+\r\n\
+Reporting-MTA: dns; mx.example.test\r\n\
+\r\n\
+Final-Recipient: rfc822; team@example.test\r\n\
+Action: failed\r\n\
+Status: 5.2.2\r\n\
+\r\n\
+--b\r\n\
+Content-Type: text/rfc822-headers\r\n\
+\r\n\
+From: Support <support@example.test>\r\n\
+To: team@example.test\r\n\
+Message-ID: @NOTE_ID@\r\n\
+Subject: @NOTE_SUBJECT@\r\n\
+--b--\r\n",
+        "dsn.eml",
+    );
+    let d = app.ingest_one(&dsn);
+    assert_eq!(
+        (d["action"].as_str(), d["ticket"].as_str()),
+        (Some("automated"), Some("CHT-1"))
+    );
+    assert!(!flags(&app, "CHT-1").contains("bouncing"));
+    let next = app.write(
+        "next.eml",
+        b"From: Jon Keller <jon.keller@customers.example>\r\n\
+To: support@example.test\r\n\
+Subject: Invoice for November\r\n\
+Date: Tue, 02 Dec 2026 08:00:00 +0000\r\n\
+Message-ID: <jk-2@customers.example>\r\n\
+\r\n\
+Could you send me the invoice for November again please?\r\n",
+    );
+    assert_eq!(app.ingest_one(&next)["ack"], "queued");
+}
+
+// ------------------------------------------------------------------ (14) Outlook conversations
+
+/// A `Thread-Index` as Outlook writes it: reserved byte, five bytes of time, a GUID made of
+/// `seed`, then `children` blocks of five bytes.
+fn thread_index(seed: u8, children: usize) -> String {
+    use base64::Engine;
+    let mut bytes = vec![0x01, 0x01, 0xdb, 0x5e, 0x39, 0x82];
+    bytes.extend((0u8..16).map(|i| seed.wrapping_mul(31).wrapping_add(i)));
+    for n in 0..children {
+        bytes.extend_from_slice(&[0x00, 0x00, 0x10 + n as u8, 0x42, 0x07]);
+    }
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The bytes of the `Thread-Index` header of `raw`, and its `Thread-Topic`.
+fn outlook_headers(raw: &[u8]) -> (Vec<u8>, String) {
+    use base64::Engine;
+    let parsed = mail_parser::MessageParser::default()
+        .parse(raw)
+        .expect("parsable mail");
+    let text = |name: &str| {
+        parsed
+            .header_raw(name)
+            .unwrap_or_else(|| panic!("no {name} in {}", String::from_utf8_lossy(raw)))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let index = base64::engine::general_purpose::STANDARD
+        .decode(text("Thread-Index").replace(' ', ""))
+        .expect("base64 Thread-Index");
+    let topic = parsed
+        .header("Thread-Topic")
+        .and_then(|h| h.as_text())
+        .unwrap_or_default()
+        .to_string();
+    (index, topic)
+}
+
+/// A message from Outlook: `index` in `Thread-Index`, no In-Reply-To or References.
+fn outlook(from: &str, subject: &str, id: &str, index: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: support@example.test\r\nSubject: {subject}\r\n\
+         Date: Mon, 01 Dec 2026 08:00:00 +0000\r\nMessage-ID: <{id}>\r\n\
+         Thread-Topic: {topic}\r\nThread-Index: {index}\r\n\
+         X-MS-Has-Attach: \r\nContent-Language: en-US\r\n\
+         Content-Type: text/plain; charset=\"us-ascii\"\r\n\r\n{body}\r\n",
+        topic = supportd::thread::topic(subject),
+    )
+    .into_bytes()
+}
+
+#[test]
+fn outlook_replies_without_in_reply_to_thread_by_thread_index_and_acks_continue_the_conversation() {
+    let app = App::new();
+    let kim = "Kim Lee <kim.lee@customers.example>";
+    let first = app.write(
+        "first.eml",
+        &outlook(
+            kim,
+            "Webhook retries",
+            "kim-1@customers.example",
+            &thread_index(7, 0),
+            "Our webhook endpoint gets each event three times, how are retries configured?",
+        ),
+    );
+    let a = app.ingest_one(&first);
+    assert_eq!(
+        (a["ticket"].as_str(), a["ack"].as_str()),
+        (Some("CHT-1"), Some("queued"))
+    );
+    // The acknowledgement joins Kim's conversation: her index plus one block, her topic.
+    let ack = first_of(&app.outbox(), "ack");
+    let (index, topic) = outlook_headers(&app.outbox_raw(ack["id"].as_i64().expect("id")));
+    use base64::Engine;
+    let hers = base64::engine::general_purpose::STANDARD
+        .decode(thread_index(7, 0))
+        .expect("base64");
+    assert_eq!(index.len(), 27);
+    assert_eq!(index[..22], hers[..]);
+    assert_eq!(topic, "Webhook retries");
+
+    // Kim answers her own sent mail from Outlook: no In-Reply-To, no References, no token.
+    let follow_up = app.write(
+        "follow-up.eml",
+        &outlook(
+            kim,
+            "RE: Webhook retries",
+            "kim-2@customers.example",
+            &thread_index(7, 1),
+            "I forgot: the endpoint answers within 200 ms, so it is not a timeout.",
+        ),
+    );
+    let r = app.ingest_one(&follow_up);
+    assert_eq!(
+        (r["action"].as_str(), r["ticket"].as_str()),
+        (Some("reply"), Some("CHT-1")),
+        "{r:#}"
+    );
+    // A colleague forwarding from the same conversation is not a participant: own ticket.
+    let colleague = app.write(
+        "colleague.eml",
+        &outlook(
+            "Sam Ortiz <sam.ortiz@customers.example>",
+            "FW: Webhook retries",
+            "sam-1@customers.example",
+            &thread_index(7, 2),
+            "Forwarding Kim's question, we see the same thing on our staging account.",
+        ),
+    );
+    let c = app.ingest_one(&colleague);
+    assert_eq!(
+        (c["action"].as_str(), c["ticket"].as_str()),
+        (Some("new"), Some("CHT-2")),
+        "{c:#}"
+    );
+    assert!(db::events(&db::open(&app.database), "link_refused") >= 1);
+}
+
+#[test]
+fn a_reply_from_outlook_to_an_ack_that_started_the_conversation_finds_its_ticket() {
+    let app = App::new();
+    // From Gmail: no Thread-Index; the acknowledgement starts a conversation.
+    let request = app.write(
+        "request.eml",
+        b"From: Lou Martin <lou.martin@customers.example>\r\n\
+To: support@example.test\r\n\
+Subject: Widget colours\r\n\
+Date: Mon, 01 Dec 2026 08:00:00 +0000\r\n\
+Message-ID: <CAF-lou-1@mail.gmail.com>\r\n\
+\r\n\
+Can the chat widget use our brand colours instead of the default blue?\r\n",
+    );
+    assert_eq!(app.ingest_one(&request)["ticket"], "CHT-1");
+    let ack = first_of(&app.outbox(), "ack");
+    let (index, topic) = outlook_headers(&app.outbox_raw(ack["id"].as_i64().expect("id")));
+    assert_eq!((index.len(), index[0]), (22, 0x01));
+    assert_eq!(topic, "Widget colours");
+    // Lou answers from Outlook on another machine, which keeps only Thread-Index (ours plus a
+    // block) and writes its own subject.
+    use base64::Engine;
+    let mut answer = index.clone();
+    answer.extend_from_slice(&[0x00, 0x00, 0x2a, 0x10, 0x05]);
+    let reply = app.write(
+        "reply.eml",
+        &outlook(
+            "Lou Martin <lou.martin@customers.example>",
+            "About the widget",
+            "lou-2@customers.example",
+            &base64::engine::general_purpose::STANDARD.encode(&answer),
+            "Our brand colour is #2a7f62, with white text.",
+        ),
+    );
+    let r = app.ingest_one(&reply);
+    assert_eq!(
+        (r["action"].as_str(), r["ticket"].as_str()),
+        (Some("reply"), Some("CHT-1")),
+        "{r:#}"
+    );
+}
+
+#[test]
+fn an_outlook_recall_joins_the_recalled_messages_ticket_and_is_never_acknowledged() {
+    let app = App::new();
+    let kim = "Kim Lee <kim.lee@customers.example>";
+    let first = app.write(
+        "first.eml",
+        &outlook(
+            kim,
+            "Invoice sent to the wrong department",
+            "kim-1@customers.example",
+            &thread_index(9, 0),
+            "Please send our invoices to accounting, not to the sales department.",
+        ),
+    );
+    assert_eq!(app.ingest_one(&first)["ticket"], "CHT-1");
+    let acks = app.stats().acks_queued;
+    // The recall Exchange sends outside its organisation, in the same conversation.
+    let recall = app.write(
+        "recall.eml",
+        &outlook(
+            kim,
+            "Recall: Invoice sent to the wrong department",
+            "kim-recall@customers.example",
+            &thread_index(9, 1),
+            "Kim Lee would like to recall the message, \"Invoice sent to the wrong department\".",
+        ),
+    );
+    let r = app.ingest_one(&recall);
+    assert_eq!(
+        (r["ticket"].as_str(), r["action"].as_str()),
+        (Some("CHT-1"), Some("reply")),
+        "{r:#}"
+    );
+    // A French one without any Thread-Index, found by the recalled subject.
+    let rappel = app.write(
+        "rappel.eml",
+        "From: Kim Lee <kim.lee@customers.example>\r\n\
+To: support@example.test\r\n\
+Subject: Rappel : Invoice sent to the wrong department\r\n\
+Date: Mon, 01 Dec 2026 08:05:00 +0000\r\n\
+Message-ID: <kim-rappel@customers.example>\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+\r\n\
+Kim Lee souhaite rappeler le message « Invoice sent to the wrong department ».\r\n"
+            .as_bytes(),
+    );
+    let f = app.ingest_one(&rappel);
+    assert_eq!(
+        (f["ticket"].as_str(), f["action"].as_str()),
+        (Some("CHT-1"), Some("reply")),
+        "{f:#}"
+    );
+    // The recall of a message that never reached us opens a ticket, unacknowledged.
+    let orphan = app.write(
+        "orphan.eml",
+        &outlook(
+            kim,
+            "Recall: Quarterly figures",
+            "kim-orphan@customers.example",
+            &thread_index(11, 1),
+            "Kim Lee would like to recall the message, \"Quarterly figures\".",
+        ),
+    );
+    let o = app.ingest_one(&orphan);
+    assert_eq!(o["action"], "new", "{o:#}");
+    assert_eq!(o["ack"], "suppressed", "{o:#}");
+    assert_eq!(app.stats().acks_queued, acks);
+}

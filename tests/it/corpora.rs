@@ -33,6 +33,11 @@ const SPAM_LABELLED_BOUNCE: &[&str] = &[
 const SISIMAI_BSD_BOUNCES_WITH_ID: usize = 483;
 const BOUNCEPARSER_BOUNCES_WITH_ID: usize = 107;
 
+/// Measured floor for the failed recipient: delivery-status fields, `X-Failed-Recipients`, or
+/// the MTA's own words (qmail, Exim, Postfix, sendmail, Exchange, Notes, ...). 380 before the
+/// plain-text reading.
+const SISIMAI_BSD_BOUNCES_WITH_RECIPIENT: usize = 531;
+
 fn corpora() -> Option<PathBuf> {
     let dir = crate_dir().join("../shared/corpora");
     dir.is_dir().then_some(dir)
@@ -172,6 +177,15 @@ fn real_corpora_are_parsed_and_guarded() {
             .iter()
             .filter(|c| !c.msg.failed_recipients.is_empty())
             .count();
+        if verbose() && variant == "bsd" {
+            for c in &bounces {
+                println!(
+                    "  bounce recipients: {} {:?}",
+                    name_of(&root, &c.path),
+                    c.msg.failed_recipients
+                );
+            }
+        }
         let with_subject = checked
             .iter()
             .filter(|c| !c.msg.subject.is_empty() && c.msg.header("from").is_some())
@@ -219,6 +233,11 @@ fn real_corpora_are_parsed_and_guarded() {
                     _ => {}
                 }
             }
+        }
+        if variant == "bsd" && with_rcpt < SISIMAI_BSD_BOUNCES_WITH_RECIPIENT {
+            problems.push(format!(
+                "sisimai/bsd bounces with a recipient {with_rcpt} < {SISIMAI_BSD_BOUNCES_WITH_RECIPIENT}"
+            ));
         }
         if variant == "bsd" && with_ids < SISIMAI_BSD_BOUNCES_WITH_ID {
             problems.push(format!(

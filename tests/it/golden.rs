@@ -181,7 +181,9 @@ fn last_id(outbox: &[Value]) -> i64 {
 }
 
 /// The header block of `raw`, one `Name: value` per header, unfolded (RFC 5322 §2.2.3), in
-/// the order written; `Date` replaced by `DATE`.
+/// the order written; `Date` replaced by `DATE`, and `Thread-Index` (a time and a random
+/// GUID) by its length: 22 bytes for a conversation we started, 22 + 5 per reply for one we
+/// continue.
 fn headers(raw: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(raw);
     let block = text
@@ -199,6 +201,14 @@ fn headers(raw: &[u8]) -> Vec<String> {
     for h in &mut out {
         if h.to_ascii_lowercase().starts_with("date:") {
             *h = "Date: DATE".into();
+        }
+        if let Some(value) = h.strip_prefix("Thread-Index:") {
+            use base64::Engine;
+            let compact: String = value.chars().filter(|c| !c.is_whitespace()).collect();
+            *h = match base64::engine::general_purpose::STANDARD.decode(compact) {
+                Ok(bytes) => format!("Thread-Index: {} bytes", bytes.len()),
+                Err(e) => format!("Thread-Index: not base64 ({e})"),
+            };
         }
     }
     out

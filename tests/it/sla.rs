@@ -80,6 +80,7 @@ fn answer(app: &App, reference: &str, when: &str) {
             source: "test",
             warnings: "",
             error: None,
+            conversation: None,
         },
     )
     .expect("store the answer");

@@ -106,3 +106,13 @@ pub fn set_ticket_status(conn: &Connection, reference: &str, status: &str) {
         .unwrap_or_else(|e| panic!("set {reference} {status}: {e}"));
     assert_eq!(changed, 1, "no ticket {reference}");
 }
+
+/// The addresses of the events of `kind`, in order (`bounce`: who was marked bouncing).
+pub fn event_addresses(conn: &Connection, kind: &str) -> Vec<Option<String>> {
+    let mut stmt = conn
+        .prepare("SELECT address FROM events WHERE kind = ?1 ORDER BY id")
+        .expect("prepare");
+    stmt.query_map([kind], |r| r.get(0))
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .unwrap_or_else(|e| panic!("events {kind}: {e}"))
+}
