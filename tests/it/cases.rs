@@ -819,3 +819,175 @@ Kim Lee souhaite rappeler le message « Invoice sent to the wrong department ».
     assert_eq!(o["ack"], "suppressed", "{o:#}");
     assert_eq!(app.stats().acks_queued, acks);
 }
+
+// ------------------------------------------------------------------ the other cases, by class
+
+/// No U+FFFD anywhere a person reads: listings, the acknowledgement and the notification.
+fn assert_no_replacement_characters(app: &App) {
+    let listings = [
+        app.json(&["tickets", "list", "--json"]),
+        app.json(&["outbox", "list", "--json"]),
+    ];
+    for listing in &listings {
+        assert!(!listing.to_string().contains('\u{FFFD}'), "{listing:#}");
+    }
+    for row in app.outbox() {
+        let raw = app.outbox_raw(row["id"].as_i64().expect("id"));
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&raw)
+            .expect("our own mail parses");
+        let text = format!(
+            "{:?} {:?} {}",
+            parsed.subject(),
+            parsed.to(),
+            parsed.body_text(0).unwrap_or_default()
+        );
+        assert!(!text.contains('\u{FFFD}'), "{text}");
+    }
+}
+
+/// The display name of the first acknowledgement's To.
+fn ack_to_name(app: &App) -> String {
+    let ack = first_of(&app.outbox(), "ack");
+    let raw = app.outbox_raw(ack["id"].as_i64().expect("id"));
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&raw)
+        .expect("parses");
+    parsed
+        .to()
+        .and_then(|a| a.first())
+        .and_then(|a| a.name())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn case_01_an_outlook_request_asking_for_no_auto_reply_still_opens_a_ticket() {
+    let app = App::with(|c| c.support_line("aliases = [\"contact@example.test\"]"));
+    let outcome = app.ingest_one(&case("01-xars-outlook-request.eml"));
+    assert_eq!(outcome["action"], "new", "{outcome:#}");
+    assert_eq!(outcome["category"], "billing");
+    let ticket = app.ticket("CHT-1");
+    assert_eq!(ticket["customer"], "claire.martin@customers.example");
+    let text = ticket_texts(&app, "CHT-1").join("\n");
+    for wanted in ["49 €", "C’est la même", "comptabilité – Boulangeries"] {
+        assert!(text.contains(wanted), "{wanted:?} missing from {text}");
+    }
+    assert_eq!(outbox_for(&app, "notification", "CHT-1").len(), 1);
+}
+
+#[test]
+fn case_01b_an_outlook_reply_asking_for_no_auto_reply_joins_its_ticket() {
+    let app = App::new();
+    app.ingest_one(&case("01b-xars-outlook-reply.1.eml"));
+    let reply = app.ingest_one(&filled_case(&app, "01b-xars-outlook-reply.2.eml"));
+    assert_eq!(reply["action"], "reply", "{reply:#}");
+    assert_eq!(reply["ticket"], "CHT-1");
+    assert_eq!(app.stats().tickets, 1);
+    assert_eq!(outbox_for(&app, "notification", "CHT-1").len(), 2);
+}
+
+#[test]
+fn case_02_a_subject_and_a_name_split_inside_characters_decode_whole() {
+    let app = App::new();
+    let outcome = app.ingest_one(&case("02-subject-split-base64.eml"));
+    assert_eq!(outcome["category"], "billing");
+    assert_eq!(
+        app.ticket("CHT-1")["subject"],
+        "Problème de prélèvement après résiliation de l'abonnement"
+    );
+    assert_eq!(ack_to_name(&app), "Hélène Bérubé");
+    assert_no_replacement_characters(&app);
+}
+
+#[test]
+fn case_08_a_forwarded_request_is_the_request() {
+    let app = App::new();
+    let outcome = app.ingest_one(&case("08-forwarded-fr-gmail.eml"));
+    assert_eq!(outcome["category"], "billing", "{outcome:#}");
+    let text = ticket_texts(&app, "CHT-1").join("\n");
+    assert!(text.contains("deux factures identiques"), "{text}");
+    let note = outbox_for(&app, "notification", "CHT-1");
+    let raw = app.outbox_raw(note[0]["id"].as_i64().expect("id"));
+    let body = crate::e2e::body_text(&raw);
+    assert!(body.contains("deux factures identiques"), "{body}");
+}
+
+#[test]
+fn case_11_a_blank_plain_alternative_falls_back_to_the_html_request() {
+    let app = App::new();
+    let outcome = app.ingest_one(&case("11-empty-plain-alternative.eml"));
+    assert_eq!(outcome["category"], "billing", "{outcome:#}");
+    let text = ticket_texts(&app, "CHT-1").join("\n");
+    assert!(text.contains("facturés deux fois"), "{text}");
+}
+
+#[test]
+fn case_12_raw_latin1_in_from_and_subject_reads_as_latin1() {
+    let app = App::new();
+    let outcome = app.ingest_one(&case("12-raw-latin1-from-subject.eml"));
+    assert_eq!(outcome["category"], "technical", "{outcome:#}");
+    assert_eq!(
+        app.ticket("CHT-1")["subject"],
+        "Problème d'affichage du module de réservation"
+    );
+    assert_eq!(ack_to_name(&app), "François Lemaître");
+    assert_no_replacement_characters(&app);
+}
+
+#[test]
+fn case_15_a_google_group_in_front_of_the_support_address_is_a_person_writing() {
+    let app = App::with(|c| c.support_line("aliases = [\"help@example.test\"]"));
+    let outcome = app.ingest_one(&case("15-google-group-front-address.eml"));
+    assert_eq!(outcome["action"], "new", "{outcome:#}");
+    assert_eq!(outcome["category"], "billing");
+    assert_eq!(
+        app.ticket("CHT-1")["customer"],
+        "denis.vasseur@customers.example"
+    );
+    assert_eq!(outbox_for(&app, "notification", "CHT-1").len(), 1);
+    for ack in outbox_for(&app, "ack", "CHT-1") {
+        assert_ne!(ack["to"], "help@example.test");
+        assert_ne!(ack["to"], "support@example.test");
+    }
+}
+
+#[test]
+fn case_19_a_pasted_10_mb_log_is_one_ticket_and_the_notification_a_bounded_excerpt() {
+    let app = App::new();
+    let path = app.path().join("19.eml");
+    let made = std::process::Command::new("python3")
+        .arg(case("make-19-pasted-log.py"))
+        .arg(&path)
+        .status()
+        .expect("python3");
+    assert!(made.success());
+    let outcome = app.ingest_one(&path);
+    assert_eq!(outcome["action"], "new");
+    let note = outbox_for(&app, "notification", "CHT-1");
+    let raw = app.outbox_raw(note[0]["id"].as_i64().expect("id"));
+    let size = std::fs::metadata(&path).expect("size").len() as usize;
+    // The original is attached once; the body adds a bounded excerpt, not a second copy.
+    assert!(
+        raw.len() < size + size / 4,
+        "{} for a {size}-byte original",
+        raw.len()
+    );
+}
+
+#[test]
+fn case_20_a_from_after_a_z_zoned_date_is_read() {
+    let app = App::new();
+    let outcome = app.ingest_one(&case("20-date-zone-z-before-from.eml"));
+    assert_eq!(
+        outcome["message_id"],
+        "<20261124091244.GA7712@ws-14.customers.example>"
+    );
+    assert_eq!(outcome["ack"], "queued", "{outcome:#}");
+    let ticket = app.ticket("CHT-1");
+    assert_eq!(ticket["customer"], "marc.aubert@customers.example");
+    assert_eq!(
+        ticket["subject"],
+        "Impossible de me connecter au tableau de bord"
+    );
+}
