@@ -13,10 +13,13 @@
 //! - `messages`: dedupe, threading lookups, storing, a ticket's history;
 //! - `outbox`: queued mail and its sending, and bouncing addresses;
 //! - `mailboxes`: IMAP watermarks and fetch health;
-//! - `events`: the audit trail, stats, quarantine.
+//! - `events`: the audit trail, stats, quarantine;
+//! - `http`: requests filed through the HTTP intake (idempotent answers, rate limit, account
+//!   details) and the counts `/healthz` and `/metrics` read.
 //!
 //! The values the schema constrains are enums ([`OutboxKind`], [`OutboxStatus`],
-//! [`Direction`], [`ParticipantRole`], [`TicketStatus`], [`MessageAction`], [`EventKind`]).
+//! [`Direction`], [`ParticipantRole`], [`TicketStatus`], [`MessageAction`], [`EventKind`],
+//! [`HttpDoor`]).
 //! Async code reaches the store through [`Shared::run`].
 
 use std::path::Path;
@@ -25,6 +28,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 mod events;
+mod http;
 mod mailboxes;
 mod messages;
 mod outbox;
@@ -35,6 +39,10 @@ mod types;
 pub use events::{
     QuarantinedItem, QuarantinedRaw, Stats, quarantine_list, quarantined, quarantined_raw,
     record_event, release_quarantined, stats,
+};
+pub use http::{
+    FiledMessage, NewHttpRequest, StoredAnswer, ack_status, filed_message, find_http_request,
+    http_requests_since, insert_http_request, oldest_unsent, quarantine_size,
 };
 pub use mailboxes::{
     MailboxState, all_mailboxes, mailbox_state, record_fetch_error, record_fetch_ok, set_watermark,
@@ -54,8 +62,8 @@ pub use tickets::{
     set_ticket_status, ticket, ticket_by_ref, touch_ticket,
 };
 pub use types::{
-    Direction, EventKind, MessageAction, OutboxKind, OutboxStatus, ParticipantRole, TicketStatus,
-    UnknownValue,
+    Direction, EventKind, HttpDoor, MessageAction, OutboxKind, OutboxStatus, ParticipantRole,
+    TicketStatus, UnknownValue,
 };
 
 /// Errors at the storage boundary. `Busy` is temporary: callers such as the MTA pipe map it to
@@ -102,7 +110,10 @@ impl StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Ordered migrations; the index + 1 is the `user_version` after applying it.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema.sql"),
+    include_str!("migration_http.sql"),
+];
 
 /// An open database.
 pub struct Store {
