@@ -9,6 +9,7 @@
 //! durations and sizes fit their types. So `supportd run` refuses a bad value at start rather
 //! than failing on it later, and the TOML error shows the key's line (see `config/values.rs`).
 
+mod http;
 mod values;
 
 use std::path::{Path, PathBuf};
@@ -16,7 +17,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use values::{LocalPartPattern, Secret, parse_duration, parse_size};
+pub use http::HttpConfig;
+pub use values::{KeySource, LocalPartPattern, Secret, parse_duration, parse_size};
 
 /// Everything that can go wrong while reading the configuration.
 ///
@@ -48,6 +50,8 @@ pub struct Config {
     pub guard: GuardConfig,
     pub imap: Option<ImapConfig>,
     pub smtp: Option<SmtpConfig>,
+    /// The HTTP intake, health and metrics; see [`HttpConfig`].
+    pub http: Option<HttpConfig>,
     /// Folder of the config file; relative paths were resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -415,6 +419,14 @@ impl Config {
         if let Some(p) = self.smtp.as_mut().and_then(|s| s.ca_file.as_mut()) {
             fix(p);
         }
+        if let Some(http) = self.http.as_mut() {
+            for p in [&mut http.api_token_file, &mut http.link_secret_file]
+                .into_iter()
+                .flatten()
+            {
+                fix(p);
+            }
+        }
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -448,6 +460,9 @@ impl Config {
         }
         if let Some(smtp) = &self.smtp {
             check_tls("smtp", &smtp.host, smtp.tls)?;
+        }
+        if let Some(http) = &self.http {
+            http.validate()?;
         }
         Ok(())
     }
