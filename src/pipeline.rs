@@ -32,7 +32,7 @@ mod record;
 
 use handle::Turn;
 use jobs::Results;
-pub use outcome::{AckDecision, Action, Incoming, Outcome};
+pub use outcome::{AckDecision, Action, FormRequest, Incoming, Outcome};
 pub use pool::Prepared;
 use pool::{Analysed, Analyser, Workers, map_parallel};
 
@@ -95,11 +95,8 @@ impl Pipeline {
             templates_dir: config.templates.dir.clone(),
             classifier: RwLock::new(Arc::new(classifier)),
             templates: RwLock::new(Arc::new(templates)),
-            workers: Workers::start(Analyser {
-                guard,
-                support_address,
-            })
-            .context("starting the worker threads")?,
+            workers: Workers::start(Analyser::new(guard, support_address))
+                .context("starting the worker threads")?,
         })
     }
 

@@ -142,6 +142,12 @@ pub struct NotificationInput<'a> {
     pub to: &'a str,
     pub message_id: &'a str,
     pub customer_message_id: &'a str,
+    /// The request came through the HTTP intake (the dashboard's API or the form page).
+    pub from_form: bool,
+    /// The account's details the dashboard sent with it, as (name, value) in its order.
+    pub account: &'a [(String, String)],
+    /// What else came with it: project URL, page, browser, locale, as (name, value).
+    pub context: &'a [(String, String)],
 }
 
 /// A mail ready for the outbox. Ids are without angle brackets.
@@ -191,8 +197,34 @@ struct NotificationContext<'a> {
     action_label: &'static str,
     automated: &'a str,
     original_attached: bool,
+    from_form: bool,
+    has_account: bool,
+    account: Vec<Detail>,
+    context: Vec<Detail>,
     support_name: &'a str,
     support_address: &'a str,
+}
+
+/// One (name, value) pair of `account` or `context` in `notification.hbs`, each on one line
+/// and at most [`MAX_DETAIL_CHARS`] characters.
+#[derive(Serialize)]
+struct Detail {
+    name: String,
+    value: String,
+}
+
+/// A detail's name or value is cut to this many characters: the dashboard's account object
+/// is shown to the team, not archived.
+const MAX_DETAIL_CHARS: usize = 300;
+
+fn details(pairs: &[(String, String)]) -> Vec<Detail> {
+    pairs
+        .iter()
+        .map(|(name, value)| Detail {
+            name: truncate_chars(&header_text(name), MAX_DETAIL_CHARS),
+            value: truncate_chars(&header_text(value), MAX_DETAIL_CHARS),
+        })
+        .collect()
 }
 
 impl Templates {
@@ -325,6 +357,14 @@ impl Templates {
         };
         let tips = ["Vérifiez le code d'installation.".to_owned()];
         let rules = ["technical/widget (subject: \"widget\")".to_owned()];
+        let account = [
+            ("plan".to_owned(), "Pro".to_owned()),
+            ("company".to_owned(), "Boulangerie Martin".to_owned()),
+        ];
+        let context = [(
+            "project_url".to_owned(),
+            "https://app.example.test/p/1".to_owned(),
+        )];
         let due = Utc::now();
         for locale in &self.locales {
             let lang = Lang::of(locale);
@@ -364,6 +404,9 @@ impl Templates {
                     to: "team@example.test",
                     message_id: "sample-notification@example.test",
                     customer_message_id: "sample@example.test",
+                    from_form: full,
+                    account: if full { &account[..] } else { &[] },
+                    context: if full { &context[..] } else { &[] },
                 };
                 let ack = ack_context(&identity, &ack, lang);
                 let notification = notification_context(&identity, &notification, lang);
@@ -464,9 +507,20 @@ fn notification_context<'a>(
         action_label: wording::action_label(lang, input.action),
         automated: input.automated.unwrap_or_default(),
         original_attached: !input.original_raw.is_empty(),
+        from_form: input.from_form,
+        has_account: !input.account.is_empty(),
+        account: details(input.account),
+        context: details(input.context),
         support_name: &identity.name,
         support_address: &identity.address,
     }
+}
+
+/// The response promise as the acknowledgement words it in `locale` ("sous 24 heures",
+/// "within 24 to 48 hours"): French for `fr`, English otherwise. `promise` is `(min, max)`
+/// hours; `None` gives the help page's general wording.
+pub fn promise_words(locale: &str, promise: Option<(u32, u32)>) -> String {
+    wording::promise(Lang::of(locale), promise)
 }
 
 /// `[CHT-12] <original subject>`: reply prefixes and any copy of the token are dropped, so the
@@ -661,10 +715,14 @@ fn tidy_body(text: &str) -> String {
     out
 }
 
-/// Folder names that look like a language tag: "fr", "en", "pt-BR", "pt_BR".
+/// Folder names that look like a language tag: "fr", "en", "pt-BR", "pt_BR". The primary
+/// subtag has 2, 3 or 5 to 8 letters (BCP 47; four are reserved), so `templates/http`, the form
+/// page's folder, is not taken for a language.
 fn is_locale_name(name: &str) -> bool {
+    let primary = name.split(['-', '_']).next().unwrap_or(name);
     (2..=16).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && matches!(primary.len(), 2 | 3 | 5..=8)
+        && primary.chars().all(|c| c.is_ascii_alphabetic())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')

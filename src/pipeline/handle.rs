@@ -129,7 +129,7 @@ impl Pipeline {
             .unwrap_or_else(|| t.classifier.fallback());
         let promise = category.response.map(|r| (r.min_hours, r.max_hours));
         let due_at = promise.map(|(_, max)| t.now + i64::from(max) * 3600);
-        let locale = self.locale_for(t.msg, t.templates);
+        let locale = self.locale_for(t.incoming, t.msg, t.templates);
         let (ticket_id, ticket_ref) = store::create_ticket(
             t.conn,
             &store::NewTicket {
@@ -253,10 +253,18 @@ impl Pipeline {
         Ok(())
     }
 
-    fn locale_for(&self, msg: &ParsedMessage, templates: &Templates) -> String {
-        msg.language
-            .as_deref()
+    /// The acknowledgement's locale: the one the customer uses the dashboard in, for a
+    /// request of the HTTP intake; else the one the text is written in; else the default.
+    fn locale_for(
+        &self,
+        incoming: &Incoming,
+        msg: &ParsedMessage,
+        templates: &Templates,
+    ) -> String {
+        let chosen = incoming.form.as_ref().and_then(|f| f.locale.as_deref());
+        chosen
             .filter(|l| templates.has_locale(l))
+            .or(msg.language.as_deref().filter(|l| templates.has_locale(l)))
             .unwrap_or(&self.default_locale)
             .to_string()
     }
@@ -288,6 +296,9 @@ impl Pipeline {
             category_label,
             to: team.clone(),
             message_id: self.signer.generate("note"),
+            from_form: incoming.form.is_some(),
+            account: incoming.form.as_ref().map_or(&[], |f| &f.account[..]),
+            context: incoming.form.as_ref().map_or(&[], |f| &f.context[..]),
         }))
     }
 }

@@ -13,6 +13,9 @@ pub struct Incoming {
     pub oversized: bool,
     /// When the mail server received it (IMAP INTERNALDATE, unix seconds), where known.
     pub delivered_at: Option<i64>,
+    /// Set only by the HTTP intake (`crate::http`), for the message it synthesised from a
+    /// request; `None` for mail. Never read from the message itself, so no e-mail can claim it.
+    pub form: Option<FormRequest>,
 }
 
 impl Incoming {
@@ -22,8 +25,25 @@ impl Incoming {
             source: source.into(),
             oversized: false,
             delivered_at: None,
+            form: None,
         }
     }
+}
+
+/// What the HTTP intake knows of a request beyond the message it synthesised from it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FormRequest {
+    /// The category id the customer chose. It wins over the rules and over hints, the way a
+    /// plus-address does for mail; the rules still run, and the classification's `hint`
+    /// (`form choice billing`) says who decided.
+    pub category: Option<String>,
+    /// The language the customer uses the dashboard in (`fr`, `en`): the acknowledgement's,
+    /// when there are templates for it, rather than the one guessed from the text.
+    pub locale: Option<String>,
+    /// The account's details the dashboard sent, as (name, value), shown to the team.
+    pub account: Vec<(String, String)>,
+    /// Project URL, page, browser, as (name, value), shown to the team.
+    pub context: Vec<(String, String)>,
 }
 
 /// What happened to one message.

@@ -63,6 +63,12 @@ pub struct NotificationDraft<'a> {
     pub to: String,
     /// Our signed Message-ID, without brackets.
     pub message_id: String,
+    /// The request came through the HTTP intake.
+    pub from_form: bool,
+    /// The account's details the dashboard sent, as (name, value).
+    pub account: &'a [(String, String)],
+    /// Project URL, page, browser, as (name, value).
+    pub context: &'a [(String, String)],
 }
 
 impl AckDraft<'_> {
@@ -153,6 +159,9 @@ impl Draft<'_> {
                         to: &n.to,
                         message_id: &n.message_id,
                         customer_message_id: customer_id(n.msg),
+                        from_form: n.from_form,
+                        account: n.account,
+                        context: n.context,
                     },
                 )
             }

@@ -328,6 +328,7 @@ impl Intake {
                 source: format!("imap:{mailbox}:{validity}:{uid}"),
                 oversized,
                 delivered_at,
+                form: None,
             })
             .collect();
         Ok(Fetched {
