@@ -12,6 +12,8 @@
 //! - [`outbox`]: SMTP delivery of queued mail with retries.
 //! - [`pipeline`]: one batch of raw messages in, one committed transaction out.
 //! - [`daemon`]: intake and sender as tasks, signals, reload, systemd notify.
+//! - [`http`]: the HTTP intake (the dashboard's API, the form page) into the same pipeline,
+//!   `/healthz` and `/metrics`.
 //!
 //! [`config`] is the typed configuration; [`cli`] has one function per subcommand; [`net`] and
 //! [`tls`] open the connections to the mail servers that [`mailbox`] and [`outbox`] talk to.
@@ -22,6 +24,7 @@ pub mod config;
 pub mod credentials;
 pub mod daemon;
 pub mod guard;
+pub mod http;
 pub mod mailbox;
 pub mod net;
 pub mod outbox;

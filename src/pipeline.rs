@@ -339,6 +339,7 @@ impl Pipeline {
         before_commit(&tx)?;
         tx.commit()?;
         store.committed();
+        crate::http::metrics::record_outcomes(&outcomes);
         for o in &outcomes {
             tracing::info!(
                 ticket = o.ticket.as_deref().unwrap_or("-"),

@@ -254,48 +254,13 @@ impl Templates {
             return Err(ReplyError::NoLocale(dir.to_path_buf()));
         }
 
-        let mut registry = Handlebars::new();
-        registry.set_strict_mode(true);
+        let mut registry = strict_registry();
         registry.register_escape_fn(handlebars::no_escape);
-        // The stock `if`/`unless` treat an unknown variable as false even in strict mode, so a
-        // misspelt `{{#if has_tip}}` would silently hide a section forever.
-        registry.register_helper("if", Box::new(StrictIf { positive: true }));
-        registry.register_helper("unless", Box::new(StrictIf { positive: false }));
-
         for locale in &locales {
             for name in TEMPLATE_NAMES {
                 let path = dir.join(locale).join(format!("{name}.hbs"));
                 let source = std::fs::read_to_string(&path).map_err(io(&path))?;
-                if source.len() > MAX_TEMPLATE_BYTES {
-                    return Err(ReplyError::Template {
-                        path,
-                        reason: format!("larger than {MAX_TEMPLATE_BYTES} bytes"),
-                    });
-                }
-                if let Some(line) = too_deep(&source) {
-                    return Err(ReplyError::Template {
-                        path,
-                        reason: format!(
-                            "blocks nested more than {MAX_NESTING} deep (or parentheses more than \
-                             {MAX_NESTING} deep) at line {line}"
-                        ),
-                    });
-                }
-                let key = format!("{locale}/{name}");
-                registry
-                    .register_template_string(&key, source)
-                    .map_err(|e| ReplyError::Template {
-                        path: path.clone(),
-                        reason: describe_template_error(&e),
-                    })?;
-                if let Some((line, column)) = registry.get_template(&key).and_then(find_partial) {
-                    return Err(ReplyError::Template {
-                        path,
-                        reason: format!(
-                            "partials and decorators are not supported, at line {line}, column {column}"
-                        ),
-                    });
-                }
+                register_checked(&mut registry, &format!("{locale}/{name}"), &path, source)?;
             }
         }
 
@@ -523,6 +488,12 @@ pub fn promise_words(locale: &str, promise: Option<(u32, u32)>) -> String {
     wording::promise(Lang::of(locale), promise)
 }
 
+/// A due time as the acknowledgement words it in `locale`, in the zone `tz`
+/// ("mercredi 25 novembre 2026 à 14:30 (heure de Paris)").
+pub fn due_words(locale: &str, at: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
+    wording::due(Lang::of(locale), at, tz)
+}
+
 /// `[CHT-12] <original subject>`: reply prefixes and any copy of the token are dropped, so the
 /// token appears once however many times the customer has replied.
 pub fn ack_subject(ticket_ref: &str, original_subject: &str) -> String {
@@ -715,6 +686,55 @@ fn tidy_body(text: &str) -> String {
     out
 }
 
+/// A Handlebars registry as every admin-edited template set gets it: strict mode, and `if` /
+/// `unless` that refuse an unknown variable. Escaping is the caller's choice (HTML-escaped by
+/// default; mail turns it off).
+pub(crate) fn strict_registry() -> Handlebars<'static> {
+    let mut registry = Handlebars::new();
+    registry.set_strict_mode(true);
+    // The stock `if`/`unless` treat an unknown variable as false even in strict mode, so a
+    // misspelt `{{#if has_tip}}` would silently hide a section forever.
+    registry.register_helper("if", Box::new(StrictIf { positive: true }));
+    registry.register_helper("unless", Box::new(StrictIf { positive: false }));
+    registry
+}
+
+/// Registers an admin's template `source` (read from `path`) as `key`, refusing what would
+/// hurt the daemon: more than [`MAX_TEMPLATE_BYTES`], nesting deeper than [`MAX_NESTING`],
+/// partials and decorators. Also used for the form page's templates (`crate::http`).
+///
+/// # Errors
+/// The reason, with `path` and the line where it is known.
+pub(crate) fn register_checked(
+    registry: &mut Handlebars<'static>,
+    key: &str,
+    path: &Path,
+    source: String,
+) -> Result<(), ReplyError> {
+    let refuse = |reason: String| ReplyError::Template {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if source.len() > MAX_TEMPLATE_BYTES {
+        return Err(refuse(format!("larger than {MAX_TEMPLATE_BYTES} bytes")));
+    }
+    if let Some(line) = too_deep(&source) {
+        return Err(refuse(format!(
+            "blocks nested more than {MAX_NESTING} deep (or parentheses more than \
+             {MAX_NESTING} deep) at line {line}"
+        )));
+    }
+    registry
+        .register_template_string(key, source)
+        .map_err(|e| refuse(describe_template_error(&e)))?;
+    if let Some((line, column)) = registry.get_template(key).and_then(find_partial) {
+        return Err(refuse(format!(
+            "partials and decorators are not supported, at line {line}, column {column}"
+        )));
+    }
+    Ok(())
+}
+
 /// Folder names that look like a language tag: "fr", "en", "pt-BR", "pt_BR". The primary
 /// subtag has 2, 3 or 5 to 8 letters (BCP 47; four are reserved), so `templates/http`, the form
 /// page's folder, is not taken for a language.
@@ -807,7 +827,7 @@ fn describe_template_error(e: &TemplateError) -> String {
     }
 }
 
-fn describe_render_error(e: &RenderError) -> String {
+pub(crate) fn describe_render_error(e: &RenderError) -> String {
     match (e.line_no, e.column_no) {
         (Some(line), Some(column)) => format!("{} at line {line}, column {column}", e.reason()),
         _ => e.reason().to_string(),

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::args::{OutboxCommand, QuarantineCommand, TicketsCommand};
+use super::args::{HttpCommand, OutboxCommand, QuarantineCommand, TicketsCommand};
 use super::print::{self, Out, problem};
 use super::{EX_DATAERR, EX_NOINPUT, EX_TEMPFAIL};
 use crate::classify::Classifier;
@@ -317,6 +317,55 @@ pub fn status(config_path: &Path, json: bool, out: &mut Out) -> anyhow::Result<E
                 recent_quarantined: &quarantined,
             },
         )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn http(config_path: &Path, command: HttpCommand, out: &mut Out) -> anyhow::Result<ExitCode> {
+    let HttpCommand::SignLink {
+        email,
+        name,
+        ttl,
+        json,
+    } = command;
+    let config = load_config(config_path)?;
+    let http = config
+        .http
+        .as_ref()
+        .context("no [http] section: set link_secret_file (and listen or public_url)")?;
+    let secret = http
+        .link_secret()
+        .context("no [http] link_secret_file or link_secret_env")?
+        .read()
+        .map_err(|e| anyhow::anyhow!("[http] link secret: {e}"))?;
+    let email = email.trim().to_string();
+    if email.parse::<lettre::Address>().is_err() {
+        anyhow::bail!("{email:?} is not an e-mail address");
+    }
+    let name = name.unwrap_or_default();
+    if name.contains(['\n', '\r']) {
+        anyhow::bail!("the name must be on one line");
+    }
+    let ttl = i64::try_from(ttl.as_secs()).context("--ttl is too long")?;
+    let expires = store::now().saturating_add(ttl);
+    let token = crate::http::link::sign_account(secret.expose().as_bytes(), &email, &name, expires);
+    let base = match (&http.public_url, http.listen) {
+        (Some(url), _) => url.trim_end_matches('/').to_string(),
+        (None, Some(addr)) => format!("http://{addr}"),
+        (None, None) => String::new(),
+    };
+    let url = format!("{base}/support?account={token}");
+    if json {
+        print::json(
+            out,
+            &serde_json::json!({
+                "url": url,
+                "token": token,
+                "expires_at": store::rfc3339(expires),
+            }),
+        )?;
+    } else {
+        writeln!(out, "{url}")?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -13,7 +13,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 pub use args::{
-    Cli, Command, LogFormat, OutboxCommand, QuarantineCommand, RulesCommand, TicketsCommand,
+    Cli, Command, HttpCommand, LogFormat, OutboxCommand, QuarantineCommand, RulesCommand,
+    TicketsCommand,
 };
 use print::Out;
 
@@ -46,6 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run => crate::daemon::run_blocking(config),
         Command::Status { json } => commands::status(config, json, &mut out),
         Command::Quarantine { command } => commands::quarantine(config, command, &mut out),
+        Command::Http { command } => commands::http(config, command, &mut out),
     }?;
     out.flush()?;
     Ok(code)

@@ -103,6 +103,8 @@ pub fn http_requests_since(
 #[derive(Debug, Clone)]
 pub struct FiledMessage {
     pub action: MessageAction,
+    /// Why the guard took it for automated mail, if it did.
+    pub automated: Option<String>,
     /// The ticket it opened or joined; `None` for automated mail that threads nowhere, and
     /// for a quarantined message.
     pub ticket: Option<Ticket>,
@@ -110,22 +112,27 @@ pub struct FiledMessage {
 
 /// The inbound message whose Message-ID (without brackets) is `message_id`, if stored.
 pub fn filed_message(conn: &Connection, message_id: &str) -> Result<Option<FiledMessage>> {
-    let row: Option<(MessageAction, Option<i64>)> = conn
+    let row: Option<(MessageAction, Option<i64>, Option<String>)> = conn
         .prepare_cached(
-            "SELECT action, ticket_id FROM messages WHERE message_id = ?1 AND direction = ?2",
+            "SELECT action, ticket_id, automated FROM messages
+             WHERE message_id = ?1 AND direction = ?2",
         )?
         .query_row(params![message_id, Direction::In], |r| {
-            Ok((r.get(0)?, r.get(1)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .optional()?;
-    let Some((action, ticket_id)) = row else {
+    let Some((action, ticket_id, automated)) = row else {
         return Ok(None);
     };
     let ticket = match ticket_id {
         Some(id) => ticket(conn, id)?,
         None => None,
     };
-    Ok(Some(FiledMessage { action, ticket }))
+    Ok(Some(FiledMessage {
+        action,
+        automated,
+        ticket,
+    }))
 }
 
 /// The status of the acknowledgement answering the message `message_id` (without brackets),
