@@ -29,6 +29,8 @@ pub struct TestConfig {
     smtp: Option<Stack>,
     /// Extra `key = value` lines for `[support]`.
     support_extra: Vec<String>,
+    /// The lines of an `[http]` section, if any.
+    http: Option<String>,
 }
 
 impl TestConfig {
@@ -44,6 +46,7 @@ impl TestConfig {
             imap: None,
             smtp: None,
             support_extra: Vec::new(),
+            http: None,
         }
     }
 
@@ -87,6 +90,12 @@ impl TestConfig {
     /// One more `key = value` line in `[support]` (e.g. an unknown key).
     pub fn support_line(mut self, line: &str) -> Self {
         self.support_extra.push(line.into());
+        self
+    }
+
+    /// An `[http]` section with these `key = value` lines (`listen = "127.0.0.1:0"`, ...).
+    pub fn http(mut self, lines: &str) -> Self {
+        self.http = Some(lines.into());
         self
     }
 
@@ -138,6 +147,9 @@ impl TestConfig {
                 port = stack.smtp_port,
                 ca = stack.ca_file.display(),
             ));
+        }
+        if let Some(lines) = &self.http {
+            text.push_str(&format!("[http]\n{lines}\n"));
         }
         text
     }
