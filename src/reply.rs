@@ -144,7 +144,7 @@ pub struct NotificationInput<'a> {
     pub customer_message_id: &'a str,
     /// The request came through the HTTP intake (the dashboard's API or the form page).
     pub from_form: bool,
-    /// The account's details the dashboard sent with it, as (name, value) in its order.
+    /// The account's details the dashboard sent with it, as (name, value), by name.
     pub account: &'a [(String, String)],
     /// What else came with it: project URL, page, browser, locale, as (name, value).
     pub context: &'a [(String, String)],

@@ -177,13 +177,50 @@ pub fn classify(
         .with_context(|| format!("loading rules from {}", config.rules.dir.display()))?;
     let raw = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let msg = crate::parse::parse(&raw);
-    let result = classifier.classify_message(&msg, &config.support.address);
+    let choice = form_choice(&config, &msg)?;
+    let result = classifier.classify_message_as(&msg, &config.support.address, choice.as_deref());
     if json {
         print::json(out, &result)?;
     } else {
         print::classification(out, &result, explain)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The category the customer chose, for a message the HTTP intake made from a request (its
+/// `X-Supportd-Form-Category`, trusted only under a Message-ID we signed as `sd.form.…`, as the
+/// pipeline took it from the request itself). On any other message the header is ignored,
+/// and said so.
+///
+/// # Errors
+/// The database cannot be read.
+fn form_choice(
+    config: &Config,
+    msg: &crate::parse::ParsedMessage,
+) -> anyhow::Result<Option<String>> {
+    let name = crate::http::CATEGORY_HEADER.to_ascii_lowercase();
+    let Some(chosen) = msg.header(&name) else {
+        return Ok(None);
+    };
+    let key = if config.storage.database.exists() {
+        open_store(config)?.existing_hmac_key()?
+    } else {
+        None
+    };
+    let ours = key.is_some_and(|key| {
+        let signer = crate::thread::MessageIdSigner::new(&key, config.support_domain());
+        msg.message_id.starts_with("sd.form.")
+            && signer.origin(&msg.message_id) == crate::thread::IdOrigin::Ours
+    });
+    if ours {
+        Ok(Some(chosen.trim().to_string()))
+    } else {
+        problem(format_args!(
+            "{} ignored: this message is not a request filed through the HTTP intake",
+            crate::http::CATEGORY_HEADER
+        ));
+        Ok(None)
+    }
 }
 
 pub fn rules_check(

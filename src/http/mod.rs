@@ -50,6 +50,7 @@ use crate::config::{Config, HttpConfig, Secret};
 use crate::pipeline::Pipeline;
 use crate::store::{Shared, Store};
 use file::Filer;
+pub use message::{CATEGORY_HEADER, REQUEST_HEADER};
 use pages::Pages;
 
 /// Largest request body taken, in bytes (then 413): far above a 5,000-character message with

@@ -109,7 +109,7 @@ pub struct Submitted {
     pub project_url: Option<String>,
     pub page_url: Option<String>,
     pub browser: Option<String>,
-    /// The account's details, as (name, value) in the order given.
+    /// The account's details, as (name, value), by name.
     pub account: Vec<(String, String)>,
 }
 

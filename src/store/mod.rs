@@ -287,6 +287,17 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?)
     }
 
+    /// The HMAC key for our Message-IDs if one was made, without making one (for commands
+    /// that write nothing, such as `classify`).
+    pub fn existing_hmac_key(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'hmac_key'", [], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
     /// The HMAC key for our Message-IDs, created on first use and kept in the database.
     pub fn hmac_key(&mut self) -> Result<Vec<u8>> {
         let tx = self.begin()?;

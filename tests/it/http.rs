@@ -295,6 +295,40 @@ async fn a_request_becomes_a_ticket_of_the_chosen_category_with_its_promise() {
     ] {
         assert!(text.contains(expected), "{expected:?} missing from {text}");
     }
+
+    // `classify --explain` on the request as stored shows both: the customer's choice
+    // decided, and what the rules found.
+    let original = note
+        .attachments()
+        .find_map(|a| a.message())
+        .expect("the request attached")
+        .raw_message()
+        .to_vec();
+    let file = d.app.write("request.eml", &original);
+    let out = d
+        .app
+        .run(&["classify", &file.display().to_string(), "--explain"]);
+    let explained = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(explained.starts_with("category: billing\n"), "{explained}");
+    assert!(
+        explained.contains("decided by explicit hint: form choice billing"),
+        "{explained}"
+    );
+    assert!(explained.contains("rule technical/"), "{explained}");
+    // The same header under a Message-ID we did not sign is ignored, and said so.
+    let forged = String::from_utf8_lossy(&original).replacen("sd.form.", "sd.form.0", 1);
+    let file = d.app.write("forged.eml", forged.as_bytes());
+    let out = d.app.run(&["classify", &file.display().to_string()]);
+    let explained = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        explained.starts_with("category: technical\n"),
+        "{explained}"
+    );
+    let warned = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        warned.contains("X-Supportd-Form-Category ignored"),
+        "{warned}"
+    );
 }
 
 #[tokio::test]
