@@ -149,7 +149,7 @@ pub(super) async fn submit(
         }
         Err(FileError::KeyReused) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            FieldError::new("form", Code::Reused, language).message,
+            already_sent(language).into(),
         ),
         Err(FileError::RateLimited { retry_after }) => (
             StatusCode::TOO_MANY_REQUESTS,
@@ -260,9 +260,11 @@ fn confirmation(state: &AppState, lang: &str, account: &Account, filed: &Filed) 
         promise: filed.answer.promise.clone(),
         due,
         email: account.email.to_ascii_lowercase(),
-        acknowledged: filed.acknowledgement.as_deref() == Some("queued")
-            || filed.acknowledgement.as_deref() == Some("sent")
-            || filed.acknowledgement.as_deref() == Some("sending"),
+        // Held back (a rate limit, a bouncing address) or none for a reply: no promise of mail.
+        acknowledged: matches!(
+            filed.acknowledgement.as_deref(),
+            Some("queued" | "sending" | "sent")
+        ),
         support_address: state.support_address().to_string(),
         support_name: state.support_name.clone(),
     };
@@ -307,6 +309,16 @@ fn expired_form(lang: Lang) -> &'static str {
     match lang {
         Lang::Fr => "Cette page a expiré : vérifiez votre message et envoyez-le à nouveau.",
         Lang::En => "This page has expired: check your message and send it again.",
+    }
+}
+
+/// The page's token already filed another request: the customer went back and changed it.
+fn already_sent(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Fr => {
+            "Ce formulaire a déjà été envoyé : rechargez la page pour envoyer une autre demande."
+        }
+        Lang::En => "This form was already sent: reload the page to send another request.",
     }
 }
 

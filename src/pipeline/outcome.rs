@@ -7,7 +7,8 @@ use serde::Serialize;
 #[derive(Debug, Clone)]
 pub struct Incoming {
     pub raw: Vec<u8>,
-    /// File path, `stdin`, or `imap:<mailbox>:<uidvalidity>:<uid>`; kept for the operator.
+    /// File path, `stdin`, `imap:<mailbox>:<uidvalidity>:<uid>`, or `http:api` / `http:form`
+    /// (the HTTP intake); kept for the operator.
     pub source: String,
     /// Only the headers were kept because the message was over the size limit.
     pub oversized: bool,
