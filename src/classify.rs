@@ -139,8 +139,9 @@ pub struct ClassifyInput<'a> {
 pub struct Classification {
     /// Category id.
     pub category: String,
-    /// Set when an explicit hint decided, e.g. "plus-address support+billing@example.com" or
-    /// "subject tag [Facturation]"; the rule scores are still computed, for the explanation.
+    /// Set when an explicit hint decided, e.g. "plus-address support+billing@example.com",
+    /// "subject tag [Facturation]", or "form choice billing" (a request filed through the HTTP
+    /// intake); the rule scores are still computed, for the explanation.
     pub hint: Option<String>,
     /// Every category with a non-zero total, highest first (ties: lower order first).
     pub scores: Vec<(String, i64)>,
@@ -345,7 +346,19 @@ impl Classifier {
         msg: &crate::parse::ParsedMessage,
         support_address: &str,
     ) -> Classification {
-        self.classify(
+        self.classify_message_as(msg, support_address, None)
+    }
+
+    /// [`Self::classify_message`] for a request whose category the customer chose in a form
+    /// (`chosen`, a category id): that choice decides, as `form choice <id>` in `hint`, and the
+    /// rules still run for the explanation. An id that names no category is ignored.
+    pub fn classify_message_as(
+        &self,
+        msg: &crate::parse::ParsedMessage,
+        support_address: &str,
+        chosen: Option<&str>,
+    ) -> Classification {
+        self.classify_as(
             &ClassifyInput {
                 subject: &msg.subject,
                 body: &msg.new_text,
@@ -354,12 +367,24 @@ impl Classifier {
                 headers: &msg.headers,
             },
             support_address,
+            chosen,
         )
     }
 
     /// Picks the category of a new request. `support_address` is the plain support address
     /// (`support@example.com`), against which plus-address hints are recognised.
     pub fn classify(&self, input: &ClassifyInput<'_>, support_address: &str) -> Classification {
+        self.classify_as(input, support_address, None)
+    }
+
+    /// [`Self::classify`], with the category id the customer chose in a form, if any, winning
+    /// over the rules and the hints.
+    pub fn classify_as(
+        &self,
+        input: &ClassifyInput<'_>,
+        support_address: &str,
+        chosen: Option<&str>,
+    ) -> Classification {
         let mut texts: Vec<Option<FieldText<'_>>> = Vec::with_capacity(self.fields.len());
         // Position, in the rule's own field list, of the first field where it matched.
         let mut first_hit = vec![usize::MAX; self.rules.len()];
@@ -427,7 +452,11 @@ impl Classifier {
             .filter(|&&(_, t)| t > 0)
             .map_or(self.fallback, |&(c, _)| c);
 
-        let hint = self.hint(input, support_address);
+        let choice = chosen.and_then(|id| {
+            let c = self.categories.iter().position(|c| c.id == id)?;
+            Some((c, format!("form choice {id}")))
+        });
+        let hint = choice.or_else(|| self.hint(input, support_address));
         let chosen = hint.as_ref().map_or(by_rules, |&(c, _)| c);
 
         let mut tips = Vec::new();

@@ -10,6 +10,7 @@
 //! than failing on it later, and the TOML error shows the key's line (see `config/values.rs`).
 
 mod agents;
+mod http;
 mod values;
 
 use std::path::{Path, PathBuf};
@@ -18,7 +19,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use agents::AgentsConfig;
-pub use values::{LocalPartPattern, Secret, WeekHours, parse_duration, parse_size};
+pub use http::HttpConfig;
+pub use values::{KeySource, LocalPartPattern, Secret, WeekHours, parse_duration, parse_size};
 
 /// Everything that can go wrong while reading the configuration.
 ///
@@ -54,6 +56,8 @@ pub struct Config {
     pub sla: SlaConfig,
     pub imap: Option<ImapConfig>,
     pub smtp: Option<SmtpConfig>,
+    /// The HTTP intake, health and metrics; see [`HttpConfig`].
+    pub http: Option<HttpConfig>,
     /// Folder of the config file; relative paths were resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -495,6 +499,14 @@ impl Config {
         if let Some(p) = self.smtp.as_mut().and_then(|s| s.ca_file.as_mut()) {
             fix(p);
         }
+        if let Some(http) = self.http.as_mut() {
+            for p in [&mut http.api_token_file, &mut http.link_secret_file]
+                .into_iter()
+                .flatten()
+            {
+                fix(p);
+            }
+        }
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -540,6 +552,9 @@ impl Config {
         }
         if self.agents.require_authentication == Some(true) && self.guard.authserv_id.is_none() {
             return Err("agents.require_authentication = true needs guard.authserv_id".into());
+        }
+        if let Some(http) = &self.http {
+            http.validate()?;
         }
         Ok(())
     }

@@ -1,11 +1,13 @@
 //! The daemon: IMAP intake, the SMTP sender and the escalation check as tasks, signals, reload,
 //! systemd notify.
 //!
-//! Entry point: [`run`] (with [`run_blocking`] for `main`). Intake and sender run as tasks; if
-//! either dies the process exits non-zero so systemd restarts it. The escalation check runs
-//! every minute beside them; a failed check is logged and tried again the next minute. SIGTERM and SIGINT let the
-//! current batch or send finish and commit, then exit 0 within 10 s. SIGHUP reloads rules and
-//! templates; invalid ones are refused with the reason and the running ones stay.
+//! Entry point: [`run`] (with [`run_blocking`] for `main`). Intake, sender and the HTTP server
+//! (`[http] listen`) run as tasks; if one dies the process exits non-zero so systemd restarts
+//! it. The escalation check runs every minute beside them; a failed check is logged and tried
+//! again the next minute. SIGTERM and SIGINT let the current batch or send finish and commit,
+//! and the requests in flight be answered, then exit 0 within 10 s. SIGHUP reloads rules and
+//! templates (and the form pages); invalid ones are refused with the reason and the running
+//! ones stay.
 
 use std::future::Future;
 use std::path::Path;
@@ -57,7 +59,8 @@ pub fn run_blocking(config_path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs intake and sender until `shutdown` completes.
+/// Runs intake, sender and HTTP server until `shutdown` completes; the HTTP server then
+/// answers the requests in flight before it stops.
 ///
 /// # Errors
 /// Start-up failed, or a task died (the caller exits non-zero so systemd restarts us).
@@ -100,9 +103,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         }
         None => tracing::warn!("no [smtp] section: acknowledgements stay queued in the outbox"),
     }
+    if config.http.as_ref().is_some_and(|h| h.listen.is_some()) {
+        let server = crate::http::Server::bind(&config, pipeline.clone(), wake.clone())
+            .await
+            .context("starting the HTTP server")?;
+        let rx = stop_rx.clone();
+        tasks.spawn(async move { ("http", server.run(rx).await) });
+    }
     if tasks.is_empty() {
         anyhow::bail!(
-            "neither [imap] nor [smtp] is configured: the daemon would have nothing to do"
+            "none of [imap], [smtp] or [http] listen is configured: the daemon would have nothing to do"
         );
     }
     let escalation_store = Shared::new(Store::open(&config.storage.database)?);

@@ -14,6 +14,8 @@
 //! - [`pipeline`]: one batch of raw messages in, one committed transaction out.
 //! - [`daemon`]: intake and sender as tasks, signals, reload, systemd notify.
 //! - [`sla`]: response times on a business calendar, escalations and the report.
+//! - [`http`]: the HTTP intake (the dashboard's API, the form page) into the same pipeline,
+//!   `/healthz` and `/metrics`.
 //!
 //! [`accounts`] imports customer accounts and finds the one a request comes from; [`clock`]
 //! is "now" for the whole process (the system clock, or `SUPPORTD_NOW`); [`config`] is the
@@ -29,6 +31,7 @@ pub mod config;
 pub mod credentials;
 pub mod daemon;
 pub mod guard;
+pub mod http;
 pub mod mailbox;
 pub mod net;
 pub mod outbox;

@@ -216,6 +216,7 @@ impl Sender {
             match self.send_one(&item, &raw).await {
                 Ok(()) => {
                     self.finish(item.id, Finish::Sent).await?;
+                    crate::http::metrics::record_sent(item.kind);
                     report.sent += 1;
                     tracing::info!(outbox = item.id, kind = %item.kind, to = %item.to, ticket = item.ticket.as_deref().unwrap_or("-"), message_id = %item.message_id, "sent");
                     if let Some(imap) = &self.append_sent

@@ -35,7 +35,7 @@ mod record;
 
 use handle::Turn;
 use jobs::Results;
-pub use outcome::{AckDecision, Action, Incoming, Outcome};
+pub use outcome::{AckDecision, Action, FormRequest, Incoming, Outcome};
 pub use pool::Prepared;
 use pool::{Analysed, Analyser, Workers, map_parallel};
 
@@ -111,11 +111,8 @@ impl Pipeline {
             templates: RwLock::new(Arc::new(templates)),
             sla: (config.sla.clone(), config.support.timezone),
             calendar: RwLock::new(Arc::new(calendar)),
-            workers: Workers::start(Analyser {
-                guard,
-                support_address,
-            })
-            .context("starting the worker threads")?,
+            workers: Workers::start(Analyser::new(guard, support_address))
+                .context("starting the worker threads")?,
         })
     }
 
@@ -370,6 +367,7 @@ impl Pipeline {
         before_commit(&tx)?;
         tx.commit()?;
         store.committed();
+        crate::http::metrics::record_outcomes(&outcomes);
         for o in &outcomes {
             tracing::info!(
                 ticket = o.ticket.as_deref().unwrap_or("-"),
@@ -430,8 +428,10 @@ impl Pipeline {
         let from_a_mailer = automated
             .as_ref()
             .is_some_and(|a| matches!(a.kind, AutomatedKind::Bounce | AutomatedKind::Report));
+        // The form is a customer's door: nobody answers a ticket through it.
         let sender = match automated {
             Some(_) => Sender::Other,
+            None if incoming.form.is_some() => Sender::Other,
             None => self.agents.recognise(msg, incoming.trusted_sender),
         };
         let is_agent = sender == Sender::Agent;

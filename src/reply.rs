@@ -23,10 +23,8 @@ use chrono::{DateTime, Utc};
 use handlebars::Handlebars;
 use serde::Serialize;
 
-use checks::{
-    StrictIf, describe_render_error, describe_template_error, find_partial, is_locale_name,
-    too_deep,
-};
+pub(crate) use checks::describe_render_error;
+use checks::{StrictIf, describe_template_error, find_partial, is_locale_name, too_deep};
 pub use draft::{
     AckDraft, AgentNoticeDraft, Draft, MIN_REQUEST_CHARS, NotificationDraft, RelayDraft, tips_in,
 };
@@ -174,6 +172,12 @@ pub struct NotificationInput<'a> {
     pub sender_note: Option<&'a str>,
     /// The customer's account, or what the message named when none matched.
     pub account: &'a crate::accounts::Lookup,
+    /// The request came through the HTTP intake (the dashboard's API or the form page).
+    pub from_form: bool,
+    /// The account's details the dashboard sent with it, as (name, value), by name.
+    pub form_account: &'a [(String, String)],
+    /// What else came with it: project URL, page, browser, locale, as (name, value).
+    pub context: &'a [(String, String)],
 }
 
 /// A mail ready for the outbox. Ids are without angle brackets.
@@ -238,6 +242,10 @@ struct NotificationContext<'a> {
     sender_note: &'a str,
     #[serde(flatten)]
     account: AccountContext<'a>,
+    from_form: bool,
+    has_form_account: bool,
+    form_account: Vec<Detail>,
+    context: Vec<Detail>,
     support_name: &'a str,
     support_address: &'a str,
 }
@@ -296,6 +304,28 @@ fn account_context(lang: Lang, lookup: &crate::accounts::Lookup) -> AccountConte
     }
 }
 
+/// One (name, value) pair of `account` or `context` in `notification.hbs`, each on one line
+/// and at most [`MAX_DETAIL_CHARS`] characters.
+#[derive(Serialize)]
+struct Detail {
+    name: String,
+    value: String,
+}
+
+/// A detail's name or value is cut to this many characters: the dashboard's account object
+/// is shown to the team, not archived.
+const MAX_DETAIL_CHARS: usize = 300;
+
+fn details(pairs: &[(String, String)]) -> Vec<Detail> {
+    pairs
+        .iter()
+        .map(|(name, value)| Detail {
+            name: truncate_chars(&header_text(name), MAX_DETAIL_CHARS),
+            value: truncate_chars(&header_text(value), MAX_DETAIL_CHARS),
+        })
+        .collect()
+}
+
 impl Templates {
     /// Loads `<dir>/<locale>/ack.hbs`, `ack_short.hbs`, `notification.hbs` for every locale folder
     /// present. Strict mode is on and nothing is HTML-escaped. Every template is rendered with
@@ -323,48 +353,13 @@ impl Templates {
             return Err(ReplyError::NoLocale(dir.to_path_buf()));
         }
 
-        let mut registry = Handlebars::new();
-        registry.set_strict_mode(true);
+        let mut registry = strict_registry();
         registry.register_escape_fn(handlebars::no_escape);
-        // The stock `if`/`unless` treat an unknown variable as false even in strict mode, so a
-        // misspelt `{{#if has_tip}}` would silently hide a section forever.
-        registry.register_helper("if", Box::new(StrictIf { positive: true }));
-        registry.register_helper("unless", Box::new(StrictIf { positive: false }));
-
         for locale in &locales {
             for name in TEMPLATE_NAMES {
                 let path = dir.join(locale).join(format!("{name}.hbs"));
                 let source = std::fs::read_to_string(&path).map_err(io(&path))?;
-                if source.len() > MAX_TEMPLATE_BYTES {
-                    return Err(ReplyError::Template {
-                        path,
-                        reason: format!("larger than {MAX_TEMPLATE_BYTES} bytes"),
-                    });
-                }
-                if let Some(line) = too_deep(&source) {
-                    return Err(ReplyError::Template {
-                        path,
-                        reason: format!(
-                            "blocks nested more than {MAX_NESTING} deep (or parentheses more than \
-                             {MAX_NESTING} deep) at line {line}"
-                        ),
-                    });
-                }
-                let key = format!("{locale}/{name}");
-                registry
-                    .register_template_string(&key, source)
-                    .map_err(|e| ReplyError::Template {
-                        path: path.clone(),
-                        reason: describe_template_error(&e),
-                    })?;
-                if let Some((line, column)) = registry.get_template(&key).and_then(find_partial) {
-                    return Err(ReplyError::Template {
-                        path,
-                        reason: format!(
-                            "partials and decorators are not supported, at line {line}, column {column}"
-                        ),
-                    });
-                }
+                register_checked(&mut registry, &format!("{locale}/{name}"), &path, source)?;
             }
         }
 
@@ -426,6 +421,14 @@ impl Templates {
         };
         let tips = ["Vérifiez le code d'installation.".to_owned()];
         let rules = ["technical/widget (subject: \"widget\")".to_owned()];
+        let account = [
+            ("plan".to_owned(), "Pro".to_owned()),
+            ("company".to_owned(), "Boulangerie Martin".to_owned()),
+        ];
+        let context = [(
+            "project_url".to_owned(),
+            "https://app.example.test/p/1".to_owned(),
+        )];
         let due = Utc::now();
         let found = sample_account();
         let not_found = crate::accounts::Lookup::NotFound {
@@ -484,6 +487,9 @@ impl Templates {
                     ack_withheld: full.then_some("rate limit: 3 per hour"),
                     sender_note: full.then_some("From unusable: Reply-To stands for the customer"),
                     account: if full { &found } else { &not_found },
+                    from_form: full,
+                    form_account: if full { &account[..] } else { &[] },
+                    context: if full { &context[..] } else { &[] },
                 };
                 let ack = ack_context(&identity, &ack, lang);
                 let notification = notification_context(&identity, &notification, lang);
@@ -603,9 +609,27 @@ fn notification_context<'a>(
         ack_withheld: input.ack_withheld.unwrap_or_default(),
         sender_note: input.sender_note.unwrap_or_default(),
         account: account_context(lang, input.account),
+        from_form: input.from_form,
+        has_form_account: !input.form_account.is_empty(),
+        form_account: details(input.form_account),
+        context: details(input.context),
         support_name: &identity.name,
         support_address: &identity.address,
     }
+}
+
+/// The response promise as the acknowledgement words it in `locale` ("sous 24 heures",
+/// "within 24 to 48 hours"): French for `fr`, English otherwise. `promise` is `(min, max)`
+/// hours, counted in working hours when `business`; `None` gives the help page's general
+/// wording.
+pub fn promise_words(locale: &str, promise: Option<(u32, u32)>, business: bool) -> String {
+    wording::promise(Lang::of(locale), promise, business)
+}
+
+/// A due time as the acknowledgement words it in `locale`, in the zone `tz`
+/// ("mercredi 25 novembre 2026 à 14:30 (heure de Paris)").
+pub fn due_words(locale: &str, at: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
+    wording::due(Lang::of(locale), at, tz)
 }
 
 /// `[CHT-12] <original subject>`: reply prefixes and any copy of the token are dropped, so the
@@ -798,4 +822,53 @@ fn tidy_body(text: &str) -> String {
     out.truncate(out.trim_end().len());
     out.push_str("\r\n");
     out
+}
+
+/// A Handlebars registry as every admin-edited template set gets it: strict mode, and `if` /
+/// `unless` that refuse an unknown variable. Escaping is the caller's choice (HTML-escaped by
+/// default; mail turns it off).
+pub(crate) fn strict_registry() -> Handlebars<'static> {
+    let mut registry = Handlebars::new();
+    registry.set_strict_mode(true);
+    // The stock `if`/`unless` treat an unknown variable as false even in strict mode, so a
+    // misspelt `{{#if has_tip}}` would silently hide a section forever.
+    registry.register_helper("if", Box::new(StrictIf { positive: true }));
+    registry.register_helper("unless", Box::new(StrictIf { positive: false }));
+    registry
+}
+
+/// Registers an admin's template `source` (read from `path`) as `key`, refusing what would
+/// hurt the daemon: more than [`MAX_TEMPLATE_BYTES`], nesting deeper than [`MAX_NESTING`],
+/// partials and decorators. Also used for the form page's templates (`crate::http`).
+///
+/// # Errors
+/// The reason, with `path` and the line where it is known.
+pub(crate) fn register_checked(
+    registry: &mut Handlebars<'static>,
+    key: &str,
+    path: &Path,
+    source: String,
+) -> Result<(), ReplyError> {
+    let refuse = |reason: String| ReplyError::Template {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if source.len() > MAX_TEMPLATE_BYTES {
+        return Err(refuse(format!("larger than {MAX_TEMPLATE_BYTES} bytes")));
+    }
+    if let Some(line) = too_deep(&source) {
+        return Err(refuse(format!(
+            "blocks nested more than {MAX_NESTING} deep (or parentheses more than \
+             {MAX_NESTING} deep) at line {line}"
+        )));
+    }
+    registry
+        .register_template_string(key, source)
+        .map_err(|e| refuse(describe_template_error(&e)))?;
+    if let Some((line, column)) = registry.get_template(key).and_then(find_partial) {
+        return Err(refuse(format!(
+            "partials and decorators are not supported, at line {line}, column {column}"
+        )));
+    }
+    Ok(())
 }

@@ -81,8 +81,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run the daemon: IMAP intake and the SMTP sender.
+    /// Run the daemon: IMAP intake, the SMTP sender, and the HTTP server when `[http] listen`
+    /// is set (with neither [imap] nor [smtp], the HTTP server alone).
     Run,
+    /// The HTTP intake's helpers.
+    Http {
+        #[command(subcommand)]
+        command: HttpCommand,
+    },
     /// Mailbox watermarks, last fetch and errors, outbox counts, quarantined messages.
     Status {
         #[arg(long)]
@@ -154,6 +160,25 @@ pub enum QuarantineCommand {
         ids: Vec<i64>,
         #[arg(long)]
         all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HttpCommand {
+    /// Print a signed link to the form page for a customer, as the dashboard makes them
+    /// (HMAC-SHA256 with `[http] link_secret_file`).
+    SignLink {
+        /// The customer's e-mail address.
+        email: String,
+        /// Their name, shown on the page and used in the mail.
+        #[arg(long)]
+        name: Option<String>,
+        /// How long the link stays valid: "30m", "1h", "7d".
+        #[arg(long, default_value = "1h", value_parser = crate::config::parse_duration)]
+        ttl: std::time::Duration,
+        /// Print `{url, token, expires_at}`.
         #[arg(long)]
         json: bool,
     },

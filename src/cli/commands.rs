@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::args::{AccountsCommand, OutboxCommand, QuarantineCommand, TicketsCommand};
+use super::args::{AccountsCommand, HttpCommand, OutboxCommand, QuarantineCommand, TicketsCommand};
 use super::print::{self, Out, problem};
 use super::{EX_DATAERR, EX_NOINPUT, EX_TEMPFAIL};
 use crate::classify::Classifier;
@@ -177,13 +177,50 @@ pub fn classify(
         .with_context(|| format!("loading rules from {}", config.rules.dir.display()))?;
     let raw = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let msg = crate::parse::parse(&raw);
-    let result = classifier.classify_message(&msg, &config.support.address);
+    let choice = form_choice(&config, &msg)?;
+    let result = classifier.classify_message_as(&msg, &config.support.address, choice.as_deref());
     if json {
         print::json(out, &result)?;
     } else {
         print::classification(out, &result, explain)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The category the customer chose, for a message the HTTP intake made from a request (its
+/// `X-Supportd-Form-Category`, trusted only under a Message-ID we signed as `sd.form.…`, as the
+/// pipeline took it from the request itself). On any other message the header is ignored,
+/// and said so.
+///
+/// # Errors
+/// The database cannot be read.
+fn form_choice(
+    config: &Config,
+    msg: &crate::parse::ParsedMessage,
+) -> anyhow::Result<Option<String>> {
+    let name = crate::http::CATEGORY_HEADER.to_ascii_lowercase();
+    let Some(chosen) = msg.header(&name) else {
+        return Ok(None);
+    };
+    let key = if config.storage.database.exists() {
+        open_store(config)?.existing_hmac_key()?
+    } else {
+        None
+    };
+    let ours = key.is_some_and(|key| {
+        let signer = crate::thread::MessageIdSigner::new(&key, config.support_domain());
+        msg.message_id.starts_with("sd.form.")
+            && signer.origin(&msg.message_id) == crate::thread::IdOrigin::Ours
+    });
+    if ours {
+        Ok(Some(chosen.trim().to_string()))
+    } else {
+        problem(format_args!(
+            "{} ignored: this message is not a request filed through the HTTP intake",
+            crate::http::CATEGORY_HEADER
+        ));
+        Ok(None)
+    }
 }
 
 pub fn rules_check(
@@ -494,6 +531,55 @@ pub fn accounts(
                 print::account(out, &account)?;
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn http(config_path: &Path, command: HttpCommand, out: &mut Out) -> anyhow::Result<ExitCode> {
+    let HttpCommand::SignLink {
+        email,
+        name,
+        ttl,
+        json,
+    } = command;
+    let config = load_config(config_path)?;
+    let http = config
+        .http
+        .as_ref()
+        .context("no [http] section: set link_secret_file (and listen or public_url)")?;
+    let secret = http
+        .link_secret()
+        .context("no [http] link_secret_file or link_secret_env")?
+        .read()
+        .map_err(|e| anyhow::anyhow!("[http] link secret: {e}"))?;
+    let email = email.trim().to_string();
+    if email.parse::<lettre::Address>().is_err() {
+        anyhow::bail!("{email:?} is not an e-mail address");
+    }
+    let name = name.unwrap_or_default();
+    if name.contains(['\n', '\r']) {
+        anyhow::bail!("the name must be on one line");
+    }
+    let ttl = i64::try_from(ttl.as_secs()).context("--ttl is too long")?;
+    let expires = store::now().saturating_add(ttl);
+    let token = crate::http::link::sign_account(secret.expose().as_bytes(), &email, &name, expires);
+    let base = match (&http.public_url, http.listen) {
+        (Some(url), _) => url.trim_end_matches('/').to_string(),
+        (None, Some(addr)) => format!("http://{addr}"),
+        (None, None) => String::new(),
+    };
+    let url = format!("{base}/support?account={token}");
+    if json {
+        print::json(
+            out,
+            &serde_json::json!({
+                "url": url,
+                "token": token,
+                "expires_at": store::rfc3339(expires),
+            }),
+        )?;
+    } else {
+        writeln!(out, "{url}")?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -14,8 +14,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 pub use args::{
-    AccountsCommand, Cli, Command, LogFormat, OutboxCommand, QuarantineCommand, RulesCommand,
-    SlaCommand, TicketsCommand,
+    AccountsCommand, Cli, Command, HttpCommand, LogFormat, OutboxCommand, QuarantineCommand,
+    RulesCommand, SlaCommand, TicketsCommand,
 };
 use print::Out;
 
@@ -63,6 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => commands::sla(config, since.as_deref(), json, &mut out),
         Command::Accounts { command } => commands::accounts(config, command, &mut out),
+        Command::Http { command } => commands::http(config, command, &mut out),
     }?;
     out.flush()?;
     Ok(code)

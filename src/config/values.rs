@@ -29,6 +29,52 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Where a key the HTTP server checks (API token, link secret) is read from: the
+/// `*_file` or `*_env` key of `[http]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A file holding the key; one trailing newline is dropped.
+    File(std::path::PathBuf),
+    /// The name of an environment variable holding the key.
+    Env(String),
+}
+
+impl KeySource {
+    /// The source the `file` or `env` key names (the configuration refuses both at once).
+    pub(super) fn from_keys(
+        file: Option<&std::path::PathBuf>,
+        env: Option<&String>,
+    ) -> Option<KeySource> {
+        file.cloned()
+            .map(KeySource::File)
+            .or_else(|| env.cloned().map(KeySource::Env))
+    }
+
+    /// Reads the key now.
+    ///
+    /// # Errors
+    /// The file cannot be read, the variable is not set, or the key is empty (an empty token
+    /// would let anyone in).
+    pub fn read(&self) -> Result<Secret, String> {
+        let value = match self {
+            KeySource::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+            KeySource::Env(var) => {
+                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?
+            }
+        };
+        if value.trim().is_empty() {
+            return Err(match self {
+                KeySource::File(path) => format!("{} is empty", path.display()),
+                KeySource::Env(var) => format!("environment variable {var} is empty"),
+            });
+        }
+        Ok(Secret::new(value))
+    }
+}
+
 /// The machines' local parts matched by `guard.robot_local_parts`, compiled once when the
 /// file is read.
 ///
@@ -313,6 +359,19 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert_eq!(parse_size("25MB").unwrap(), 25_000_000);
         assert_eq!(parse_size("1KiB").unwrap(), 1024);
+    }
+
+    #[test]
+    fn a_key_file_loses_its_final_newline_and_an_empty_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        let source = KeySource::File(path.clone());
+        assert_eq!(source.read().unwrap().expose(), "s3cret");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(source.read().unwrap_err().contains("empty"));
+        let missing = KeySource::Env("SUPPORTD_TEST_SURELY_UNSET".into());
+        assert!(missing.read().unwrap_err().contains("not set"));
     }
 
     #[test]

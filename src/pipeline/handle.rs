@@ -171,7 +171,7 @@ impl Pipeline {
         // we got round to it; never later than now.
         let arrival = t.incoming.delivered_at.map_or(t.now, |d| d.min(t.now));
         let calendar = self.calendar();
-        let locale = self.locale_for(t.msg, t.templates);
+        let locale = self.locale_for(t.incoming, t.msg, t.templates);
 
         let history = record::BatchHistory {
             conn: t.conn,
@@ -375,10 +375,18 @@ impl Pipeline {
         Ok(())
     }
 
-    fn locale_for(&self, msg: &ParsedMessage, templates: &Templates) -> String {
-        msg.language
-            .as_deref()
+    /// The acknowledgement's locale: the one the customer uses the dashboard in, for a
+    /// request of the HTTP intake; else the one the text is written in; else the default.
+    fn locale_for(
+        &self,
+        incoming: &Incoming,
+        msg: &ParsedMessage,
+        templates: &Templates,
+    ) -> String {
+        let chosen = incoming.form.as_ref().and_then(|f| f.locale.as_deref());
+        chosen
             .filter(|l| templates.has_locale(l))
+            .or(msg.language.as_deref().filter(|l| templates.has_locale(l)))
             .unwrap_or(&self.default_locale)
             .to_string()
     }
@@ -419,6 +427,9 @@ impl Pipeline {
             ticket,
             message_id: self.signer.generate("note"),
             account,
+            from_form: incoming.form.is_some(),
+            form_account: incoming.form.as_ref().map_or(&[], |f| &f.account[..]),
+            context: incoming.form.as_ref().map_or(&[], |f| &f.context[..]),
         })))
     }
 }

@@ -7,7 +7,8 @@ use serde::Serialize;
 #[derive(Debug, Clone)]
 pub struct Incoming {
     pub raw: Vec<u8>,
-    /// File path, `stdin`, or `imap:<mailbox>:<uidvalidity>:<uid>`; kept for the operator.
+    /// File path, `stdin`, `imap:<mailbox>:<uidvalidity>:<uid>`, or `http:api` / `http:form`
+    /// (the HTTP intake); kept for the operator.
     pub source: String,
     /// Only the headers were kept because the message was over the size limit.
     pub oversized: bool,
@@ -16,6 +17,9 @@ pub struct Incoming {
     /// The door it came through vouches for its sender (the command line, run by an admin):
     /// an agent's mail needs no `Authentication-Results` then.
     pub trusted_sender: bool,
+    /// Set only by the HTTP intake (`crate::http`), for the message it synthesised from a
+    /// request; `None` for mail. Never read from the message itself, so no e-mail can claim it.
+    pub form: Option<FormRequest>,
 }
 
 impl Incoming {
@@ -26,8 +30,25 @@ impl Incoming {
             oversized: false,
             delivered_at: None,
             trusted_sender: false,
+            form: None,
         }
     }
+}
+
+/// What the HTTP intake knows of a request beyond the message it synthesised from it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FormRequest {
+    /// The category id the customer chose. It wins over the rules and over hints, the way a
+    /// plus-address does for mail; the rules still run, and the classification's `hint`
+    /// (`form choice billing`) says who decided.
+    pub category: Option<String>,
+    /// The language the customer uses the dashboard in (`fr`, `en`): the acknowledgement's,
+    /// when there are templates for it, rather than the one guessed from the text.
+    pub locale: Option<String>,
+    /// The account's details the dashboard sent, as (name, value), shown to the team.
+    pub account: Vec<(String, String)>,
+    /// Project URL, page, browser, as (name, value), shown to the team.
+    pub context: Vec<(String, String)>,
 }
 
 /// What happened to one message.

@@ -136,7 +136,24 @@ pub(super) fn map_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + 
 /// What analysing a message needs, shared with the worker pool's jobs.
 pub(super) struct Analyser {
     pub(super) guard: GuardPolicy,
+    /// `guard` without the own-Message-ID check, for requests of the HTTP intake: the message
+    /// synthesised from one carries a Message-ID we signed, by construction.
+    form_guard: GuardPolicy,
     pub(super) support_address: String,
+}
+
+impl Analyser {
+    pub(super) fn new(guard: GuardPolicy, support_address: String) -> Analyser {
+        let form_guard = GuardPolicy {
+            own_domain: String::new(),
+            ..guard.clone()
+        };
+        Analyser {
+            guard,
+            form_guard,
+            support_address,
+        }
+    }
 }
 
 impl Analyser {
@@ -145,9 +162,14 @@ impl Analyser {
     fn analyse(&self, incoming: &Incoming, classifier: &Classifier) -> Analysed {
         let work = || {
             let msg = parse_one(incoming);
+            // Only the HTTP intake sets `form`: a header in the message proves nothing.
+            let (policy, chosen) = match &incoming.form {
+                Some(form) => (&self.form_guard, form.category.as_deref()),
+                None => (&self.guard, None),
+            };
             Analysed {
-                automated: guard::inspect(&msg, &self.guard),
-                classification: classifier.classify_message(&msg, &self.support_address),
+                automated: guard::inspect(&msg, policy),
+                classification: classifier.classify_message_as(&msg, &self.support_address, chosen),
                 msg,
                 failure: None,
             }

@@ -9,10 +9,14 @@ use handlebars::{
 
 use super::MAX_NESTING;
 
-/// Folder names that look like a language tag: "fr", "en", "pt-BR", "pt_BR".
+/// Folder names that look like a language tag: "fr", "en", "pt-BR", "pt_BR". The primary
+/// subtag has 2, 3 or 5 to 8 letters (BCP 47; four are reserved), so `templates/http`, the form
+/// page's folder, is not taken for a language.
 pub(super) fn is_locale_name(name: &str) -> bool {
+    let primary = name.split(['-', '_']).next().unwrap_or(name);
     (2..=16).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && matches!(primary.len(), 2 | 3 | 5..=8)
+        && primary.chars().all(|c| c.is_ascii_alphabetic())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
@@ -97,7 +101,7 @@ pub(super) fn describe_template_error(e: &TemplateError) -> String {
     }
 }
 
-pub(super) fn describe_render_error(e: &RenderError) -> String {
+pub(crate) fn describe_render_error(e: &RenderError) -> String {
     match (e.line_no, e.column_no) {
         (Some(line), Some(column)) => format!("{} at line {line}, column {column}", e.reason()),
         _ => e.reason().to_string(),

@@ -124,6 +124,12 @@ pub struct NotificationDraft<'a> {
     pub message_id: String,
     /// The customer's account, or what the message named when none matched.
     pub account: crate::accounts::Lookup,
+    /// The request came through the HTTP intake.
+    pub from_form: bool,
+    /// The account's details the dashboard sent, as (name, value).
+    pub form_account: &'a [(String, String)],
+    /// Project URL, page, browser, as (name, value).
+    pub context: &'a [(String, String)],
 }
 
 impl AckDraft<'_> {
@@ -217,6 +223,9 @@ impl Draft<'_> {
                         ack_withheld: n.ack_withheld.as_deref(),
                         sender_note: n.sender_note.as_deref(),
                         account: &n.account,
+                        from_form: n.from_form,
+                        form_account: n.form_account,
+                        context: n.context,
                     },
                 )
             }

@@ -93,6 +93,9 @@ pub(super) fn notification_input<'a>(
         ack_withheld: None,
         sender_note: None,
         account: &NO_ACCOUNT,
+        from_form: false,
+        form_account: &[],
+        context: &[],
     }
 }
 
@@ -931,4 +934,70 @@ fn an_agent_notice_lists_what_was_wrong_and_the_commands() {
     );
     assert!(body.contains("  - #clsoe: unknown command"), "{body}");
     assert!(body.contains("#assign WHO"), "{body}");
+}
+
+#[test]
+fn a_form_request_shows_the_account_and_its_details_to_the_team() {
+    let customer = julie();
+    let account = vec![
+        ("plan".to_owned(), "Pro".to_owned()),
+        ("company".to_owned(), "Boulangerie\r\nMartin".to_owned()),
+    ];
+    let context = vec![("browser".to_owned(), "Firefox 140".to_owned())];
+    let input = NotificationInput {
+        from_form: true,
+        form_account: &account,
+        context: &context,
+        ..notification_input(&customer, ORIGINAL)
+    };
+    for (locale, expected) in [
+        (
+            "en",
+            [
+                "support form",
+                "plan: Pro",
+                "company: Boulangerie Martin",
+                "browser: Firefox 140",
+            ],
+        ),
+        (
+            "fr",
+            [
+                "formulaire de support",
+                "plan : Pro",
+                "company : Boulangerie Martin",
+                "browser : Firefox 140",
+            ],
+        ),
+    ] {
+        let out = shipped()
+            .render_notification(&identity(), &NotificationInput { locale, ..input })
+            .expect("renders");
+        let body = body_text(&out.raw);
+        for line in expected {
+            assert!(
+                body.contains(line),
+                "{locale}: {line:?} missing from {body}"
+            );
+        }
+    }
+    // Mail that came by e-mail has none of it.
+    let body = body_text(
+        &shipped()
+            .render_notification(&identity(), &notification_input(&customer, ORIGINAL))
+            .expect("renders")
+            .raw,
+    );
+    assert!(!body.contains("Account"), "{body}");
+}
+
+#[test]
+fn only_folders_shaped_like_a_language_tag_are_locales() {
+    for name in ["fr", "en", "pt-BR", "pt_BR", "gsw", "zh-Hant-TW"] {
+        assert!(is_locale_name(name), "{name}");
+    }
+    // `http` holds the form page's templates; four-letter primary subtags are reserved.
+    for name in ["http", ".git", "old1", "x", "e", "fr.bak"] {
+        assert!(!is_locale_name(name), "{name}");
+    }
 }

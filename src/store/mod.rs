@@ -16,9 +16,12 @@
 //! - `events`: the audit trail, stats, quarantine;
 //! - `accounts`: customer accounts and the account each ticket was matched to;
 //! - `sla`: response clocks, what stops and pauses them, escalation marks.
+//! - `http`: requests filed through the HTTP intake (idempotent answers, rate limit, account
+//!   details) and the counts `/healthz` and `/metrics` read.
 //!
 //! The values the schema constrains are enums ([`OutboxKind`], [`OutboxStatus`],
-//! [`Direction`], [`ParticipantRole`], [`TicketStatus`], [`MessageAction`], [`EventKind`]).
+//! [`Direction`], [`ParticipantRole`], [`TicketStatus`], [`MessageAction`], [`EventKind`],
+//! [`HttpDoor`]).
 //! Async code reaches the store through [`Shared::run`].
 
 use std::path::Path;
@@ -29,6 +32,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 mod accounts;
 mod agents;
 mod events;
+mod http;
 mod mailboxes;
 mod messages;
 mod outbox;
@@ -47,6 +51,10 @@ pub use agents::{
 pub use events::{
     QuarantinedItem, QuarantinedRaw, Stats, quarantine_list, quarantined, quarantined_raw,
     record_event, release_quarantined, stats,
+};
+pub use http::{
+    FiledMessage, NewHttpRequest, StoredAnswer, ack_status, filed_message, find_http_request,
+    http_requests_since, insert_http_request, oldest_unsent, quarantine_size,
 };
 pub use mailboxes::{
     MailboxState, all_mailboxes, mailbox_state, record_fetch_error, record_fetch_ok, set_watermark,
@@ -72,8 +80,8 @@ pub use tickets::{
     tickets_of, touch_ticket, touch_ticket_keep_status, unflag_ticket,
 };
 pub use types::{
-    AccountMatch, Direction, EventKind, MessageAction, OutboxKind, OutboxStatus, ParticipantRole,
-    SlaClock, TicketStatus, UnknownValue,
+    AccountMatch, Direction, EventKind, HttpDoor, MessageAction, OutboxKind, OutboxStatus,
+    ParticipantRole, SlaClock, TicketStatus, UnknownValue,
 };
 
 /// Errors at the storage boundary. `Busy` is temporary: callers such as the MTA pipe map it to
@@ -126,6 +134,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migration_message_id_reuse.sql"),
     include_str!("migration_sla.sql"),
     include_str!("migration_conversation.sql"),
+    include_str!("migration_http.sql"),
 ];
 
 /// How long a connection waits for another process's lock (SQLite's busy timeout), and how
@@ -349,6 +358,17 @@ impl Store {
         Ok(self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?)
+    }
+
+    /// The HMAC key for our Message-IDs if one was made, without making one (for commands
+    /// that write nothing, such as `classify`).
+    pub fn existing_hmac_key(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'hmac_key'", [], |r| {
+                r.get(0)
+            })
+            .optional()?)
     }
 
     /// The HMAC key for our Message-IDs, created on first use and kept in the database.

@@ -257,6 +257,16 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// Which door of the HTTP intake a request came through (`http_requests.door`).
+    HttpDoor ("http door") {
+        /// `POST /api/v1/requests`, the dashboard's backend.
+        Api => "api",
+        /// `POST /support`, the form page.
+        Form => "form",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

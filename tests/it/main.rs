@@ -9,6 +9,7 @@ mod cli;
 mod corpora;
 mod e2e;
 mod golden;
+mod http;
 mod imap_intake;
 mod pipeline;
 mod senders;

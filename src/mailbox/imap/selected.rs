@@ -329,6 +329,7 @@ impl Intake {
                 source: format!("imap:{mailbox}:{validity}:{uid}"),
                 oversized,
                 delivered_at,
+                form: None,
             })
             .collect();
         Ok(Fetched {

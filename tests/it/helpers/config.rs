@@ -31,6 +31,8 @@ pub struct TestConfig {
     support_extra: Vec<String>,
     /// Whole sections (`[agents]\n...`) appended as they are.
     sections: Vec<String>,
+    /// The lines of an `[http]` section, if any.
+    http: Option<String>,
 }
 
 impl TestConfig {
@@ -47,6 +49,7 @@ impl TestConfig {
             smtp: None,
             support_extra: Vec::new(),
             sections: Vec::new(),
+            http: None,
         }
     }
 
@@ -96,6 +99,12 @@ impl TestConfig {
     /// One more `key = value` line in `[support]` (e.g. an unknown key).
     pub fn support_line(mut self, line: &str) -> Self {
         self.support_extra.push(line.into());
+        self
+    }
+
+    /// An `[http]` section with these `key = value` lines (`listen = "127.0.0.1:0"`, ...).
+    pub fn http(mut self, lines: &str) -> Self {
+        self.http = Some(lines.into());
         self
     }
 
@@ -151,6 +160,9 @@ impl TestConfig {
         for section in &self.sections {
             text.push_str(section);
             text.push('\n');
+        }
+        if let Some(lines) = &self.http {
+            text.push_str(&format!("[http]\n{lines}\n"));
         }
         text
     }
