@@ -396,7 +396,7 @@ impl Pipeline {
             });
         }
 
-        let automated = &analysed.automated;
+        let automated = &analysed.verdict.automated;
         let is_bounce = automated
             .as_ref()
             .is_some_and(|a| a.kind == AutomatedKind::Bounce);

@@ -1,6 +1,10 @@
-//! Is this mail automated? Bounces, auto-replies, lists, bulk mail, reports, challenge-response
-//! systems, robots and our own mail coming back must never be acknowledged (RFC 3834 §2): they
-//! are stored and linked, with the reason recorded, but nobody answers them.
+//! Is this mail a person's, and may we answer it? Bounces, auto-replies, foreign lists, bulk
+//! mail, reports, challenge-response systems, robots and our own mail coming back are not human
+//! mail and are never acknowledged (RFC 3834 §2): they are stored and linked, with the reason
+//! recorded, but nobody answers them. A person may also ask for no automatic answer
+//! (`X-Auto-Response-Suppress`), or write through a group or list that stands in front of the
+//! support address: that mail is human, opens or joins a ticket and reaches the team, and only
+//! the acknowledgement is withheld. [`inspect`] keeps the two apart in its [`Verdict`].
 //!
 //! Pure logic over a [`ParsedMessage`]; the first rule that matches gives the kind and reason.
 //! Rules go from the most certain (our own loop header) to heuristics (subjects of MTAs that
@@ -8,17 +12,19 @@
 //! writing "Re: Out of office feature" or mentioning a vacation in the body is still answered.
 
 mod ack;
+mod own;
 
 use std::sync::LazyLock;
 
 use regex::{Regex, RegexBuilder};
 
-use crate::parse::ParsedMessage;
+use crate::parse::{Mailbox, ParsedMessage};
 
 use crate::parse::report::{
     BOUNCE_SUBJECT, DELAY_SUBJECT, WEAK_BOUNCE_SUBJECT, is_mailer_local_part,
 };
 pub use ack::{AckHistory, AckPolicy, Refusal, may_acknowledge};
+use own::ListOwner;
 
 /// What the guard needs to know about us.
 #[derive(Debug, Clone)]
@@ -93,6 +99,23 @@ pub struct Automated {
     pub reason: String,
 }
 
+/// The guard's answer for one message: whether it is human mail at all, and if it is, whether
+/// it may be acknowledged and who wrote it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// Not human mail, and why: stored and linked, never acknowledged, never a ticket of its
+    /// own.
+    pub automated: Option<Automated>,
+    /// Human mail that must not be acknowledged, and why (the sender's
+    /// `X-Auto-Response-Suppress`, our own group or list relaying it). It still opens or joins
+    /// a ticket and the team is told. Always `None` when `automated` is set.
+    pub withhold: Option<String>,
+    /// The person who wrote the message when From is our own group's address (the DMARC
+    /// rewrite `'Name' via Group <group@...>`): taken from `X-Original-From` or `Reply-To`. The
+    /// customer to record instead of From.
+    pub person: Option<Mailbox>,
+}
+
 fn hit(kind: AutomatedKind, reason: impl Into<String>) -> Option<Automated> {
     Some(Automated {
         kind,
@@ -100,6 +123,7 @@ fn hit(kind: AutomatedKind, reason: impl Into<String>) -> Option<Automated> {
     })
 }
 
+/// Compiles one of the module's fixed patterns; they are tested, so failure is a bug.
 fn re(pattern: &str) -> Regex {
     Regex::new(pattern).expect("static regex")
 }
@@ -206,23 +230,62 @@ fn opening(text: &str) -> String {
 }
 
 /// Signs that a machine sent the message; not enough alone for every rule, but enough to let
-/// the weaker heuristics (body phrases) decide.
-fn machine_hint(msg: &ParsedMessage, policy: &GuardPolicy) -> bool {
+/// the weaker heuristics (body phrases) decide. `sender` is the author's address
+/// (From, or the person behind our group's DMARC rewrite).
+fn machine_hint(msg: &ParsedMessage, policy: &GuardPolicy, sender: &str) -> bool {
     msg.return_path.as_deref() == Some("")
-        || is_mailer_local_part(local_part(msg.from_address()))
-        || policy
-            .robot_local_parts
-            .is_match(local_part(msg.from_address()))
+        || is_mailer_local_part(local_part(sender))
+        || policy.robot_local_parts.is_match(local_part(sender))
         || msg
             .header("auto-submitted")
             .is_some_and(|v| token(v) != "no")
         || msg.from.is_none()
 }
 
-/// Whether `msg` is automated, and why; None for mail a person wrote to us.
-pub fn inspect(msg: &ParsedMessage, policy: &GuardPolicy) -> Option<Automated> {
+/// Whether `msg` is human mail, may be acknowledged, and who wrote it; see [`Verdict`].
+pub fn inspect(msg: &ParsedMessage, policy: &GuardPolicy) -> Verdict {
+    let person = own::dmarc_author(msg, policy);
+    let list = own::list_owner(msg, policy);
+    let automated = automated(msg, policy, person.as_ref(), &list);
+    let withhold = match automated {
+        Some(_) => None,
+        None => withhold(msg, &list),
+    };
+    Verdict {
+        automated,
+        withhold,
+        person,
+    }
+}
+
+/// Why a person's mail gets no acknowledgement, if it gets none.
+fn withhold(msg: &ParsedMessage, list: &ListOwner) -> Option<String> {
+    let mut reasons: Vec<String> = Vec::new();
+    // The sender asks for no automatic answer (Exchange and Outlook set it on mail sent by
+    // rules, by tools on a person's behalf, and on some people's everyday mail): honour it for
+    // the acknowledgement, which is what the header is for, and nothing more.
+    if let Some(v) = msg.header("x-auto-response-suppress") {
+        reasons.push(format!(
+            "the sender asked for no automatic reply (x-auto-response-suppress: {})",
+            v.trim()
+        ));
+    }
+    if let ListOwner::Ours(reason) = list {
+        reasons.push(format!("relayed by our own list ({reason})"));
+    }
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
+/// Whether `msg` is automated, and why; None for mail a person wrote to us. `person` is the
+/// author behind our group's DMARC rewrite, `list` who runs the list that relayed it.
+fn automated(
+    msg: &ParsedMessage,
+    policy: &GuardPolicy,
+    person: Option<&Mailbox>,
+    list: &ListOwner,
+) -> Option<Automated> {
     use AutomatedKind::*;
-    let from = msg.from_address();
+    let from = person.map_or(msg.from_address(), |p| p.address.as_str());
     // "From: MAILER-DAEMON" without a domain gives no usable address; the header text still
     // names the sender.
     let from_header = msg.header("from").unwrap_or("").to_ascii_lowercase();
@@ -246,7 +309,7 @@ pub fn inspect(msg: &ParsedMessage, policy: &GuardPolicy) -> Option<Automated> {
         // Another supportd (a customer's helpdesk) answering us: still a machine.
         return hit(AutoReply, "x-supportd-loop (other instance)");
     }
-    if !from.is_empty() && policy.own_addresses.iter().any(|a| a == from) {
+    if !from.is_empty() && policy.is_own(from) {
         return hit(OwnMail, "own address");
     }
     if !msg.message_id_synthesized && !policy.own_domain.is_empty() {
@@ -263,7 +326,7 @@ pub fn inspect(msg: &ParsedMessage, policy: &GuardPolicy) -> Option<Automated> {
     {
         return hit(ChallengeResponse, format!("from: {}", domain(from)));
     }
-    if CHALLENGE_SUBJECT.is_match(subject) && machine_hint(msg, policy) {
+    if CHALLENGE_SUBJECT.is_match(subject) && machine_hint(msg, policy, from) {
         return hit(ChallengeResponse, "subject: challenge-response");
     }
 
@@ -309,11 +372,11 @@ pub fn inspect(msg: &ParsedMessage, policy: &GuardPolicy) -> Option<Automated> {
     if COMPLAINT_SUBJECT.is_match(subject) {
         return hit(Report, format!("subject: {subject}"));
     }
-    if DELAY_SUBJECT.is_match(subject) && machine_hint(msg, policy) {
+    if DELAY_SUBJECT.is_match(subject) && machine_hint(msg, policy, from) {
         return hit(Report, format!("subject: {subject}"));
     }
     if BOUNCE_SUBJECT.is_match(subject)
-        || (WEAK_BOUNCE_SUBJECT.is_match(subject) && machine_hint(msg, policy))
+        || (WEAK_BOUNCE_SUBJECT.is_match(subject) && machine_hint(msg, policy, from))
     {
         return hit(Bounce, format!("subject: {subject}"));
     }
@@ -347,17 +410,6 @@ pub fn inspect(msg: &ParsedMessage, policy: &GuardPolicy) -> Option<Automated> {
             }
         }
     }
-    // X-Auto-Response-Suppress is the sender asking for no automatic answer: Exchange puts it
-    // on its out-of-office replies and rule-generated mail, and tools that send on a person's
-    // behalf set it too. Honouring it is what the header is for; the message is still stored.
-    if let Some(v) = msg.header("x-auto-response-suppress")
-        && let Some(t) = v
-            .split(',')
-            .map(|t| t.trim().to_ascii_lowercase())
-            .find(|t| matches!(t.as_str(), "all" | "autoreply" | "oof"))
-    {
-        return hit(AutoReply, format!("x-auto-response-suppress: {t}"));
-    }
     if msg
         .header("x-autogenerated")
         .is_some_and(|v| token(v) == "reply")
@@ -381,6 +433,10 @@ pub fn inspect(msg: &ParsedMessage, policy: &GuardPolicy) -> Option<Automated> {
     {
         return hit(Robot, "x-amazon-mail-relay-type: notification");
     }
+    // Our own group or list relaying a person's mail carries list headers and Precedence:
+    // those say who relayed it, not that a machine wrote it. (Precedence alone names no list,
+    // so it keeps its meaning.)
+    let our_list = matches!(list, ListOwner::Ours(_));
     for name in ["precedence", "x-precedence"] {
         if let Some(v) = msg.header(name) {
             let t = token(v);
@@ -390,7 +446,8 @@ pub fn inspect(msg: &ParsedMessage, policy: &GuardPolicy) -> Option<Automated> {
                 "auto_reply" | "auto-reply" => Some(AutoReply),
                 _ => None,
             };
-            if let Some(kind) = kind {
+            let relayed = our_list && matches!(kind, Some(MailingList | Bulk));
+            if let Some(kind) = kind.filter(|_| !relayed) {
                 // A list that sets Precedence: bulk is still a list.
                 let kind = if kind == Bulk && msg.header("list-id").is_some() {
                     MailingList
@@ -403,25 +460,14 @@ pub fn inspect(msg: &ParsedMessage, policy: &GuardPolicy) -> Option<Automated> {
     }
     // RFC 2369/2919 headers, ezmlm's Mailing-List and fml's X-ML-*: list software, and list
     // owners' notices ("you are not a member"), never a person writing to us directly.
-    for name in [
-        "list-id",
-        "list-post",
-        "list-subscribe",
-        "list-help",
-        "list-owner",
-        "list-archive",
-        "mailing-list",
-        "x-mailing-list",
-        "x-mlserver",
-        "x-ml-name",
-    ] {
-        if msg.header(name).is_some() {
-            return hit(MailingList, name);
+    if !our_list {
+        if let Some(name) = own::LIST_HEADERS.iter().find(|h| msg.header(h).is_some()) {
+            return hit(MailingList, *name);
         }
-    }
-    // Newsletters and transactional senders carry List-Unsubscribe without being a list.
-    if msg.header("list-unsubscribe").is_some() {
-        return hit(Bulk, "list-unsubscribe");
+        // Newsletters and transactional senders carry List-Unsubscribe without being a list.
+        if msg.header("list-unsubscribe").is_some() {
+            return hit(Bulk, "list-unsubscribe");
+        }
     }
 
     // 5. Senders and envelopes.
@@ -447,7 +493,7 @@ pub fn inspect(msg: &ParsedMessage, policy: &GuardPolicy) -> Option<Automated> {
     if AUTO_REPLY_SUBJECT.is_match(subject) {
         return hit(AutoReply, format!("subject: {subject}"));
     }
-    if machine_hint(msg, policy) {
+    if machine_hint(msg, policy, from) {
         let head = opening(&msg.text);
         if CHALLENGE_BODY.is_match(&head) {
             return hit(ChallengeResponse, "body: challenge-response");

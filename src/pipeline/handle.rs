@@ -164,8 +164,14 @@ impl Pipeline {
             conn: t.conn,
             drafts: drafts.as_slice(),
         };
-        let decision =
-            guard::may_acknowledge(&self.acks, &history, from, t.incoming.delivered_at, t.now)?;
+        let decision = guard::may_acknowledge(
+            &self.acks,
+            &history,
+            from,
+            t.analysed.verdict.withhold.as_deref(),
+            t.incoming.delivered_at,
+            t.now,
+        )?;
         let refusal = decision.err().map(|r| r.to_string());
         if let Some(reason) = &refusal {
             let address = t.msg.from.as_ref().map(|_| from);
