@@ -309,6 +309,9 @@ fn automated(
         // Another supportd (a customer's helpdesk) answering us: still a machine.
         return hit(AutoReply, "x-supportd-loop (other instance)");
     }
+    if let Some(reason) = own::loop_naming_us(msg, policy) {
+        return hit(OwnMail, reason);
+    }
     if !from.is_empty() && policy.is_own(from) {
         return hit(OwnMail, "own address");
     }

@@ -1,6 +1,6 @@
-//! What in a message names us: list headers of a group or list that stands in front of the
-//! support address (a person writing to us through it), and the DMARC rewrite such a group
-//! makes of the sender.
+//! What in a message names us: our own addresses in loop headers (our mail coming back), list
+//! headers of a group or list that stands in front of the support address (a person writing to
+//! us through it), and the DMARC rewrite such a group makes of the sender.
 //!
 //! Addresses compare lower-cased, with a `+detail` ignored (`support+billing@` is ours), and a
 //! list's own service addresses (`help-owner@`, `help+owners@`, `help-request@`) count as the
@@ -99,6 +99,33 @@ impl GuardPolicy {
             })
             .map(String::as_str)
     }
+}
+
+/// Our own address in a loop header (`X-Loop` and its kin: `X-OTRS-Loop`, `X-Zammad-Loop`,
+/// `X-RT-Loop-Prevention`, `X-Mailer-Loop`, Exchange's `X-MS-Exchange-Inbox-Rules-Loop`, ...),
+/// or the same own address delivered to twice (`Delivered-To`, RFC 9228: each delivery adds
+/// one, so a second one for the same mailbox is the message coming round again).
+/// Returns the reason.
+pub(super) fn loop_naming_us(msg: &ParsedMessage, policy: &GuardPolicy) -> Option<String> {
+    for (name, value) in &msg.headers {
+        if name.starts_with("x-")
+            && name.contains("loop")
+            && name != "x-supportd-loop"
+            && let Some(own) = addresses_in(value).find(|a| policy.is_own(a))
+        {
+            return Some(format!("{name}: {own}"));
+        }
+    }
+    let mut seen: Vec<String> = Vec::new();
+    for value in msg.header_all("delivered-to") {
+        for address in addresses_in(value).filter(|a| policy.is_own(a)) {
+            if seen.contains(&address) {
+                return Some(format!("delivered-to twice: {address}"));
+            }
+            seen.push(address);
+        }
+    }
+    None
 }
 
 /// Headers that say which list relayed a message (RFC 2369, RFC 2919, Mailman's `X-BeenThere`,

@@ -427,4 +427,5 @@ mod property {
     }
 }
 
+mod loops;
 mod withhold;
