@@ -7,11 +7,13 @@
 //! the acknowledgement is withheld. [`inspect`] keeps the two apart in its [`Verdict`].
 //!
 //! Pure logic over a [`ParsedMessage`]; the first rule that matches gives the kind and reason.
-//! Rules go from the most certain (our own loop header) to heuristics (subjects of MTAs that
-//! mark nothing). Subject heuristics are anchored at the start of the subject, so a person
-//! writing "Re: Out of office feature" or mentioning a vacation in the body is still answered.
+//! Rules go from the most certain (our own loop header) to heuristics (wording of MTAs that
+//! mark nothing, see `bounce`). Subject heuristics are anchored at the start of the subject,
+//! or need the body to agree, so a person writing "Re: Out of office feature" or that their
+//! own mail bounced is still answered.
 
 mod ack;
+mod bounce;
 mod own;
 
 use std::sync::LazyLock;
@@ -24,6 +26,7 @@ use crate::parse::report::{
     BOUNCE_SUBJECT, DELAY_SUBJECT, WEAK_BOUNCE_SUBJECT, is_mailer_local_part,
 };
 pub use ack::{AckHistory, AckPolicy, Refusal, may_acknowledge};
+use bounce::BodySays;
 use own::ListOwner;
 
 /// What the guard needs to know about us.
@@ -230,9 +233,12 @@ fn opening(text: &str) -> String {
 }
 
 /// Signs that a machine sent the message; not enough alone for every rule, but enough to let
-/// the weaker heuristics (body phrases) decide. `sender` is the author's address
+/// the weaker heuristics (body phrases, weak subjects) decide. `sender` is the author's address
 /// (From, or the person behind our group's DMARC rewrite).
 fn machine_hint(msg: &ParsedMessage, policy: &GuardPolicy, sender: &str) -> bool {
+    let envelope_local = |v: Option<&str>| {
+        v.is_some_and(|v| own::addresses_in(v).any(|a| is_mailer_local_part(local_part(&a))))
+    };
     msg.return_path.as_deref() == Some("")
         || is_mailer_local_part(local_part(sender))
         || policy.robot_local_parts.is_match(local_part(sender))
@@ -240,6 +246,11 @@ fn machine_hint(msg: &ParsedMessage, policy: &GuardPolicy, sender: &str) -> bool
             .header("auto-submitted")
             .is_some_and(|v| token(v) != "no")
         || msg.from.is_none()
+        || bounce::system_name(msg)
+        || envelope_local(msg.return_path.as_deref())
+        || envelope_local(msg.header("sender"))
+        || msg.header("x-ms-exchange-message-is-ndr").is_some()
+        || msg.header("x-ms-embedded-report").is_some()
 }
 
 /// Whether `msg` is human mail, may be acknowledged, and who wrote it; see [`Verdict`].
@@ -286,18 +297,26 @@ fn automated(
 ) -> Option<Automated> {
     use AutomatedKind::*;
     let from = person.map_or(msg.from_address(), |p| p.address.as_str());
-    // "From: MAILER-DAEMON" without a domain gives no usable address; the header text still
-    // names the sender.
+    // "From: MAILER-DAEMON" without a domain, or a quoted `"MAILER-DAEMON"@host` the parser
+    // reads as a name and an address without local part, gives no usable local part; the
+    // header text still names the sender.
     let from_header = msg.header("from").unwrap_or("").to_ascii_lowercase();
-    let from_local = if from.is_empty() {
+    let from_local = if local_part(from).is_empty() {
         from_header
-            .split(|c: char| c == '<' || c == '>' || c == '"' || c.is_whitespace())
+            .split(|c: char| matches!(c, '<' | '>' | '"' | '(' | ')') || c.is_whitespace())
             .map(local_part)
             .find(|w| is_mailer_local_part(w))
             .unwrap_or("")
     } else {
         local_part(from)
     };
+    // A display name that is an MTA's mailbox ("MAILER-DAEMON" <bounces@relay>) says the same.
+    let mailer_name = msg
+        .from
+        .as_ref()
+        .and_then(|m| m.name.as_deref())
+        .filter(|n| is_mailer_local_part(n))
+        .map(str::to_ascii_lowercase);
     let subject = msg.subject.as_str();
 
     // 1. Our own mail coming back: certain, and the most dangerous loop.
@@ -365,8 +384,19 @@ fn automated(
     if msg.header("x-failed-recipients").is_some() {
         return hit(Bounce, "x-failed-recipients");
     }
-    if is_mailer_local_part(from_local) {
-        let reason = format!("from: {}", from_local.to_ascii_lowercase());
+    // A delivery-status part in a report that does not say it is one (multipart/mixed from
+    // McAfee and other gateways); a forward of a report keeps it inside the forwarded message.
+    let status_part = !bounce::is_forward(subject) && !msg.delivery_actions.is_empty();
+    if status_part && !msg.failed_recipients.is_empty() {
+        return hit(Bounce, "message/delivery-status");
+    }
+    let mailer = if is_mailer_local_part(from_local) {
+        Some(from_local.to_ascii_lowercase())
+    } else {
+        mailer_name
+    };
+    if let Some(mailer) = mailer {
+        let reason = format!("from: {mailer}");
         if DELAY_SUBJECT.is_match(subject) {
             return hit(Report, reason);
         }
@@ -378,10 +408,22 @@ fn automated(
     if DELAY_SUBJECT.is_match(subject) && machine_hint(msg, policy, from) {
         return hit(Report, format!("subject: {subject}"));
     }
-    if BOUNCE_SUBJECT.is_match(subject)
-        || (WEAK_BOUNCE_SUBJECT.is_match(subject) && machine_hint(msg, policy, from))
+    // Where MTAs put it, the subject is enough; unless subject and body both read like a
+    // person and nothing else says a machine sent it ("Mail delivery failed when I write to
+    // billing?").
+    let hint = machine_hint(msg, policy, from);
+    let body = bounce::body_says(&msg.text);
+    if (BOUNCE_SUBJECT.is_match(subject)
+        && (hint || !bounce::subject_is_personal(subject) || !bounce::reads_like_person(&msg.text)))
+        || (WEAK_BOUNCE_SUBJECT.is_match(subject) && hint)
     {
         return hit(Bounce, format!("subject: {subject}"));
+    }
+    if status_part {
+        return hit(Report, "message/delivery-status (no failure)");
+    }
+    if let Some(report) = unmarked_report(subject, body, hint) {
+        return Some(report);
     }
 
     // 4. RFC 3834 and the vendor headers that predate it.
@@ -504,6 +546,27 @@ fn automated(
         if BOUNCE_BODY.is_match(&head) {
             return hit(Bounce, "body: delivery failure");
         }
+    }
+    None
+}
+
+/// A delivery report that marks nothing (no DSN, no null sender, no MTA sender, no subject an
+/// MTA starts with): recognised by the opening of its body, or by failure wording in the
+/// subject or body together with a machine sender (`hint`); see `bounce`.
+fn unmarked_report(subject: &str, body: BodySays, hint: bool) -> Option<Automated> {
+    use AutomatedKind::*;
+    if bounce::is_forward(subject) {
+        return None;
+    }
+    let subject_says = bounce::subject_mentions_failure(subject);
+    match body {
+        BodySays::Failure => return hit(Bounce, "body: delivery failure"),
+        BodySays::Delay => return hit(Report, "body: delivery delayed"),
+        BodySays::Evidence if subject_says => return hit(Bounce, format!("subject: {subject}")),
+        _ => {}
+    }
+    if hint && (subject_says || matches!(body, BodySays::Evidence)) {
+        return hit(Bounce, "machine sender: delivery failure");
     }
     None
 }

@@ -427,5 +427,6 @@ mod property {
     }
 }
 
+mod bounces;
 mod loops;
 mod withhold;
