@@ -422,7 +422,7 @@ impl Pipeline {
             });
         }
 
-        let automated = &analysed.automated;
+        let automated = &analysed.verdict.automated;
         // Bounces and other delivery reports (delay notices) come from a mail server, not a
         // participant.
         let from_a_mailer = automated

@@ -85,6 +85,9 @@ pub enum Refusal {
     DailyLimit(u32),
     /// `guard.acknowledge = "authenticated"` and our server did not vouch for the sender.
     Unauthenticated(String),
+    /// The guard found human mail that must not be acknowledged; the reason says why
+    /// ([`super::Verdict::withhold`]).
+    Withheld(String),
 }
 
 impl std::fmt::Display for Refusal {
@@ -101,12 +104,14 @@ impl std::fmt::Display for Refusal {
             Refusal::HourlyLimit(n) => write!(f, "rate limit: {n} per hour"),
             Refusal::DailyLimit(n) => write!(f, "rate limit: {n} per day"),
             Refusal::Unauthenticated(why) => write!(f, "sender {why}"),
+            Refusal::Withheld(reason) => f.write_str(reason),
         }
     }
 }
 
 /// Decides whether an acknowledgement may go to `to` (lower-cased) for mail the server received
-/// at `delivered_at` (unix seconds, when known), at `now`.
+/// at `delivered_at` (unix seconds, when known), at `now`. `withhold` is the guard's reason to
+/// answer this person's mail with nothing ([`super::Verdict::withhold`]).
 ///
 /// Checks run cheapest first, so the history is asked only when it matters.
 ///
@@ -116,6 +121,7 @@ pub fn may_acknowledge(
     policy: &AckPolicy,
     history: &impl AckHistory,
     to: &str,
+    withhold: Option<&str>,
     delivered_at: Option<i64>,
     now: i64,
 ) -> Result<Result<(), Refusal>, StoreError> {
@@ -131,6 +137,9 @@ pub fn may_acknowledge(
     }
     if policy.own_addresses.iter().any(|a| a == to) {
         return Ok(Err(Refusal::OwnAddress));
+    }
+    if let Some(reason) = withhold {
+        return Ok(Err(Refusal::Withheld(reason.to_string())));
     }
     if history.is_bouncing(to)? {
         return Ok(Err(Refusal::Bouncing));
@@ -195,7 +204,7 @@ mod tests {
     }
 
     fn decide(past: &Past, to: &str, delivered_at: Option<i64>) -> Result<(), Refusal> {
-        may_acknowledge(&policy(), past, to, delivered_at, NOW).unwrap()
+        may_acknowledge(&policy(), past, to, None, delivered_at, NOW).unwrap()
     }
 
     #[test]
@@ -236,7 +245,14 @@ mod tests {
             max_age: Duration::ZERO,
             ..policy()
         };
-        let old = may_acknowledge(&off, &Past::default(), "ann@example.net", Some(0), NOW);
+        let old = may_acknowledge(
+            &off,
+            &Past::default(),
+            "ann@example.net",
+            None,
+            Some(0),
+            NOW,
+        );
         assert_eq!(old.unwrap(), Ok(()));
     }
 
@@ -251,6 +267,26 @@ mod tests {
             Err(Refusal::Bouncing)
         );
         assert_eq!(decide(&past, "ann@example.net", None), Ok(()));
+    }
+
+    #[test]
+    fn mail_the_guard_withholds_gets_nothing_with_the_guards_reason_and_the_store_is_not_asked() {
+        let past = Past::default();
+        let reason = "the sender asked for no automatic reply (x-auto-response-suppress: All)";
+        let refusal = may_acknowledge(&policy(), &past, "ann@example.net", Some(reason), None, NOW);
+        assert_eq!(refusal.unwrap(), Err(Refusal::Withheld(reason.into())));
+        assert_eq!(Refusal::Withheld(reason.into()).to_string(), reason);
+        assert_eq!(past.asked.get(), 0);
+        // Our own address stays refused as such.
+        let own = may_acknowledge(
+            &policy(),
+            &past,
+            "help@example.test",
+            Some(reason),
+            None,
+            NOW,
+        );
+        assert_eq!(own.unwrap(), Err(Refusal::OwnAddress));
     }
 
     #[test]

@@ -1,26 +1,35 @@
-//! Is this mail automated? Bounces, auto-replies, lists, bulk mail, reports, challenge-response
-//! systems, robots and our own mail coming back must never be acknowledged (RFC 3834 §2): they
-//! are stored and linked, with the reason recorded, but nobody answers them.
+//! Is this mail a person's, and may we answer it? Bounces, auto-replies, foreign lists, bulk
+//! mail, reports, challenge-response systems, robots and our own mail coming back are not human
+//! mail and are never acknowledged (RFC 3834 §2): they are stored and linked, with the reason
+//! recorded, but nobody answers them. A person may also ask for no automatic answer
+//! (`X-Auto-Response-Suppress`), or write through a group or list that stands in front of the
+//! support address: that mail is human, opens or joins a ticket and reaches the team, and only
+//! the acknowledgement is withheld. [`inspect`] keeps the two apart in its [`Verdict`].
 //!
 //! Pure logic over a [`ParsedMessage`]; the first rule that matches gives the kind and reason.
-//! Rules go from the most certain (our own loop header) to heuristics (subjects of MTAs that
-//! mark nothing). Subject heuristics are anchored at the start of the subject, so a person
-//! writing "Re: Out of office feature" or mentioning a vacation in the body is still answered.
+//! Rules go from the most certain (our own loop header) to heuristics (wording of MTAs that
+//! mark nothing, see `bounce`). Subject heuristics are anchored at the start of the subject,
+//! or need the body to agree, so a person writing "Re: Out of office feature" or that their
+//! own mail bounced is still answered.
 
 mod ack;
 mod auth;
+mod bounce;
+mod own;
 
 use std::sync::LazyLock;
 
 use regex::Regex;
 
-use crate::parse::ParsedMessage;
+use crate::parse::{Mailbox, ParsedMessage};
 
 use crate::parse::report::{
     BOUNCE_SUBJECT, DELAY_SUBJECT, WEAK_BOUNCE_SUBJECT, is_mailer_local_part,
 };
 pub use ack::{AckHistory, AckPolicy, Refusal, may_acknowledge};
 pub use auth::{Authentication, sender_authenticated};
+use bounce::BodySays;
+use own::ListOwner;
 
 /// What the guard needs to know about us.
 #[derive(Debug, Clone)]
@@ -86,6 +95,23 @@ pub struct Automated {
     pub reason: String,
 }
 
+/// The guard's answer for one message: whether it is human mail at all, and if it is, whether
+/// it may be acknowledged and who wrote it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// Not human mail, and why: stored and linked, never acknowledged, never a ticket of its
+    /// own.
+    pub automated: Option<Automated>,
+    /// Human mail that must not be acknowledged, and why (the sender's
+    /// `X-Auto-Response-Suppress`, our own group or list relaying it). It still opens or joins
+    /// a ticket and the team is told. Always `None` when `automated` is set.
+    pub withhold: Option<String>,
+    /// The person who wrote the message when From is our own group's address (the DMARC
+    /// rewrite `'Name' via Group <group@...>`): taken from `X-Original-From` or `Reply-To`. The
+    /// customer to record instead of From.
+    pub person: Option<Mailbox>,
+}
+
 fn hit(kind: AutomatedKind, reason: impl Into<String>) -> Option<Automated> {
     Some(Automated {
         kind,
@@ -93,6 +119,7 @@ fn hit(kind: AutomatedKind, reason: impl Into<String>) -> Option<Automated> {
     })
 }
 
+/// Compiles one of the module's fixed patterns; they are tested, so failure is a bug.
 fn re(pattern: &str) -> Regex {
     Regex::new(pattern).expect("static regex")
 }
@@ -199,35 +226,91 @@ fn opening(text: &str) -> String {
 }
 
 /// Signs that a machine sent the message; not enough alone for every rule, but enough to let
-/// the weaker heuristics (body phrases) decide.
-fn machine_hint(msg: &ParsedMessage, policy: &GuardPolicy) -> bool {
+/// the weaker heuristics (body phrases, weak subjects) decide. `sender` is the author's address
+/// (From, or the person behind our group's DMARC rewrite).
+fn machine_hint(msg: &ParsedMessage, policy: &GuardPolicy, sender: &str) -> bool {
+    let envelope_local = |v: Option<&str>| {
+        v.is_some_and(|v| own::addresses_in(v).any(|a| is_mailer_local_part(local_part(&a))))
+    };
     msg.return_path.as_deref() == Some("")
-        || is_mailer_local_part(local_part(msg.from_address()))
-        || policy
-            .robot_local_parts
-            .is_match(local_part(msg.from_address()))
+        || is_mailer_local_part(local_part(sender))
+        || policy.robot_local_parts.is_match(local_part(sender))
         || msg
             .header("auto-submitted")
             .is_some_and(|v| token(v) != "no")
-        || msg.from.is_none()
+        // A person's From can be unusable (`@domain`); nobody to answer at all is a machine's.
+        || (msg.from.is_none() && msg.reply_to.is_none() && msg.sender.is_none())
+        || bounce::system_name(msg)
+        || envelope_local(msg.return_path.as_deref())
+        || envelope_local(msg.header("sender"))
+        || msg.header("x-ms-exchange-message-is-ndr").is_some()
+        || msg.header("x-ms-embedded-report").is_some()
 }
 
-/// Whether `msg` is automated, and why; None for mail a person wrote to us.
-pub fn inspect(msg: &ParsedMessage, policy: &GuardPolicy) -> Option<Automated> {
+/// Whether `msg` is human mail, may be acknowledged, and who wrote it; see [`Verdict`].
+pub fn inspect(msg: &ParsedMessage, policy: &GuardPolicy) -> Verdict {
+    let person = own::dmarc_author(msg, policy);
+    let list = own::list_owner(msg, policy);
+    let automated = automated(msg, policy, person.as_ref(), &list);
+    let withhold = match automated {
+        Some(_) => None,
+        None => withhold(msg, &list),
+    };
+    Verdict {
+        automated,
+        withhold,
+        person,
+    }
+}
+
+/// Why a person's mail gets no acknowledgement, if it gets none.
+fn withhold(msg: &ParsedMessage, list: &ListOwner) -> Option<String> {
+    let mut reasons: Vec<String> = Vec::new();
+    // The sender asks for no automatic answer (Exchange and Outlook set it on mail sent by
+    // rules, by tools on a person's behalf, and on some people's everyday mail): honour it for
+    // the acknowledgement, which is what the header is for, and nothing more.
+    if let Some(v) = msg.header("x-auto-response-suppress") {
+        reasons.push(format!(
+            "the sender asked for no automatic reply (x-auto-response-suppress: {})",
+            v.trim()
+        ));
+    }
+    if let ListOwner::Ours(reason) = list {
+        reasons.push(format!("relayed by our own list ({reason})"));
+    }
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
+/// Whether `msg` is automated, and why; None for mail a person wrote to us. `person` is the
+/// author behind our group's DMARC rewrite, `list` who runs the list that relayed it.
+fn automated(
+    msg: &ParsedMessage,
+    policy: &GuardPolicy,
+    person: Option<&Mailbox>,
+    list: &ListOwner,
+) -> Option<Automated> {
     use AutomatedKind::*;
-    let from = msg.from_address();
-    // "From: MAILER-DAEMON" without a domain gives no usable address; the header text still
-    // names the sender.
+    let from = person.map_or(msg.from_address(), |p| p.address.as_str());
+    // "From: MAILER-DAEMON" without a domain, or a quoted `"MAILER-DAEMON"@host` the parser
+    // reads as a name and an address without local part, gives no usable local part; the
+    // header text still names the sender.
     let from_header = msg.header("from").unwrap_or("").to_ascii_lowercase();
-    let from_local = if from.is_empty() {
+    let from_local = if local_part(from).is_empty() {
         from_header
-            .split(|c: char| c == '<' || c == '>' || c == '"' || c.is_whitespace())
+            .split(|c: char| matches!(c, '<' | '>' | '"' | '(' | ')') || c.is_whitespace())
             .map(local_part)
             .find(|w| is_mailer_local_part(w))
             .unwrap_or("")
     } else {
         local_part(from)
     };
+    // A display name that is an MTA's mailbox ("MAILER-DAEMON" <bounces@relay>) says the same.
+    let mailer_name = msg
+        .from
+        .as_ref()
+        .and_then(|m| m.name.as_deref())
+        .filter(|n| is_mailer_local_part(n))
+        .map(str::to_ascii_lowercase);
     let subject = msg.subject.as_str();
 
     // 1. Our own mail coming back: certain, and the most dangerous loop.
@@ -239,7 +322,10 @@ pub fn inspect(msg: &ParsedMessage, policy: &GuardPolicy) -> Option<Automated> {
         // Another supportd (a customer's helpdesk) answering us: still a machine.
         return hit(AutoReply, "x-supportd-loop (other instance)");
     }
-    if !from.is_empty() && policy.own_addresses.iter().any(|a| a == from) {
+    if let Some(reason) = own::loop_naming_us(msg, policy) {
+        return hit(OwnMail, reason);
+    }
+    if !from.is_empty() && policy.is_own(from) {
         return hit(OwnMail, "own address");
     }
     if !msg.message_id_synthesized && !policy.own_domain.is_empty() {
@@ -256,7 +342,7 @@ pub fn inspect(msg: &ParsedMessage, policy: &GuardPolicy) -> Option<Automated> {
     {
         return hit(ChallengeResponse, format!("from: {}", domain(from)));
     }
-    if CHALLENGE_SUBJECT.is_match(subject) && machine_hint(msg, policy) {
+    if CHALLENGE_SUBJECT.is_match(subject) && machine_hint(msg, policy, from) {
         return hit(ChallengeResponse, "subject: challenge-response");
     }
 
@@ -292,8 +378,19 @@ pub fn inspect(msg: &ParsedMessage, policy: &GuardPolicy) -> Option<Automated> {
     if msg.header("x-failed-recipients").is_some() {
         return hit(Bounce, "x-failed-recipients");
     }
-    if is_mailer_local_part(from_local) {
-        let reason = format!("from: {}", from_local.to_ascii_lowercase());
+    // A delivery-status part in a report that does not say it is one (multipart/mixed from
+    // McAfee and other gateways); a forward of a report keeps it inside the forwarded message.
+    let status_part = !bounce::is_forward(subject) && !msg.delivery_actions.is_empty();
+    if status_part && !msg.failed_recipients.is_empty() {
+        return hit(Bounce, "message/delivery-status");
+    }
+    let mailer = if is_mailer_local_part(from_local) {
+        Some(from_local.to_ascii_lowercase())
+    } else {
+        mailer_name
+    };
+    if let Some(mailer) = mailer {
+        let reason = format!("from: {mailer}");
         if DELAY_SUBJECT.is_match(subject) {
             return hit(Report, reason);
         }
@@ -302,13 +399,25 @@ pub fn inspect(msg: &ParsedMessage, policy: &GuardPolicy) -> Option<Automated> {
     if COMPLAINT_SUBJECT.is_match(subject) {
         return hit(Report, format!("subject: {subject}"));
     }
-    if DELAY_SUBJECT.is_match(subject) && machine_hint(msg, policy) {
+    if DELAY_SUBJECT.is_match(subject) && machine_hint(msg, policy, from) {
         return hit(Report, format!("subject: {subject}"));
     }
-    if BOUNCE_SUBJECT.is_match(subject)
-        || (WEAK_BOUNCE_SUBJECT.is_match(subject) && machine_hint(msg, policy))
+    // Where MTAs put it, the subject is enough; unless subject and body both read like a
+    // person and nothing else says a machine sent it ("Mail delivery failed when I write to
+    // billing?").
+    let hint = machine_hint(msg, policy, from);
+    let body = bounce::body_says(&msg.text);
+    if (BOUNCE_SUBJECT.is_match(subject)
+        && (hint || !bounce::subject_is_personal(subject) || !bounce::reads_like_person(&msg.text)))
+        || (WEAK_BOUNCE_SUBJECT.is_match(subject) && hint)
     {
         return hit(Bounce, format!("subject: {subject}"));
+    }
+    if status_part {
+        return hit(Report, "message/delivery-status (no failure)");
+    }
+    if let Some(report) = unmarked_report(subject, body, hint) {
+        return Some(report);
     }
 
     // 4. RFC 3834 and the vendor headers that predate it.
@@ -340,17 +449,6 @@ pub fn inspect(msg: &ParsedMessage, policy: &GuardPolicy) -> Option<Automated> {
             }
         }
     }
-    // X-Auto-Response-Suppress is the sender asking for no automatic answer: Exchange puts it
-    // on its out-of-office replies and rule-generated mail, and tools that send on a person's
-    // behalf set it too. Honouring it is what the header is for; the message is still stored.
-    if let Some(v) = msg.header("x-auto-response-suppress")
-        && let Some(t) = v
-            .split(',')
-            .map(|t| t.trim().to_ascii_lowercase())
-            .find(|t| matches!(t.as_str(), "all" | "autoreply" | "oof"))
-    {
-        return hit(AutoReply, format!("x-auto-response-suppress: {t}"));
-    }
     if msg
         .header("x-autogenerated")
         .is_some_and(|v| token(v) == "reply")
@@ -374,6 +472,10 @@ pub fn inspect(msg: &ParsedMessage, policy: &GuardPolicy) -> Option<Automated> {
     {
         return hit(Robot, "x-amazon-mail-relay-type: notification");
     }
+    // Our own group or list relaying a person's mail carries list headers and Precedence:
+    // those say who relayed it, not that a machine wrote it. (Precedence alone names no list,
+    // so it keeps its meaning.)
+    let our_list = matches!(list, ListOwner::Ours(_));
     for name in ["precedence", "x-precedence"] {
         if let Some(v) = msg.header(name) {
             let t = token(v);
@@ -383,7 +485,8 @@ pub fn inspect(msg: &ParsedMessage, policy: &GuardPolicy) -> Option<Automated> {
                 "auto_reply" | "auto-reply" => Some(AutoReply),
                 _ => None,
             };
-            if let Some(kind) = kind {
+            let relayed = our_list && matches!(kind, Some(MailingList | Bulk));
+            if let Some(kind) = kind.filter(|_| !relayed) {
                 // A list that sets Precedence: bulk is still a list.
                 let kind = if kind == Bulk && msg.header("list-id").is_some() {
                     MailingList
@@ -396,25 +499,14 @@ pub fn inspect(msg: &ParsedMessage, policy: &GuardPolicy) -> Option<Automated> {
     }
     // RFC 2369/2919 headers, ezmlm's Mailing-List and fml's X-ML-*: list software, and list
     // owners' notices ("you are not a member"), never a person writing to us directly.
-    for name in [
-        "list-id",
-        "list-post",
-        "list-subscribe",
-        "list-help",
-        "list-owner",
-        "list-archive",
-        "mailing-list",
-        "x-mailing-list",
-        "x-mlserver",
-        "x-ml-name",
-    ] {
-        if msg.header(name).is_some() {
-            return hit(MailingList, name);
+    if !our_list {
+        if let Some(name) = own::LIST_HEADERS.iter().find(|h| msg.header(h).is_some()) {
+            return hit(MailingList, *name);
         }
-    }
-    // Newsletters and transactional senders carry List-Unsubscribe without being a list.
-    if msg.header("list-unsubscribe").is_some() {
-        return hit(Bulk, "list-unsubscribe");
+        // Newsletters and transactional senders carry List-Unsubscribe without being a list.
+        if msg.header("list-unsubscribe").is_some() {
+            return hit(Bulk, "list-unsubscribe");
+        }
     }
 
     // 5. Senders and envelopes.
@@ -440,7 +532,7 @@ pub fn inspect(msg: &ParsedMessage, policy: &GuardPolicy) -> Option<Automated> {
     if AUTO_REPLY_SUBJECT.is_match(subject) {
         return hit(AutoReply, format!("subject: {subject}"));
     }
-    if machine_hint(msg, policy) {
+    if machine_hint(msg, policy, from) {
         let head = opening(&msg.text);
         if CHALLENGE_BODY.is_match(&head) {
             return hit(ChallengeResponse, "body: challenge-response");
@@ -448,6 +540,27 @@ pub fn inspect(msg: &ParsedMessage, policy: &GuardPolicy) -> Option<Automated> {
         if BOUNCE_BODY.is_match(&head) {
             return hit(Bounce, "body: delivery failure");
         }
+    }
+    None
+}
+
+/// A delivery report that marks nothing (no DSN, no null sender, no MTA sender, no subject an
+/// MTA starts with): recognised by the opening of its body, or by failure wording in the
+/// subject or body together with a machine sender (`hint`); see `bounce`.
+fn unmarked_report(subject: &str, body: BodySays, hint: bool) -> Option<Automated> {
+    use AutomatedKind::*;
+    if bounce::is_forward(subject) {
+        return None;
+    }
+    let subject_says = bounce::subject_mentions_failure(subject);
+    match body {
+        BodySays::Failure => return hit(Bounce, "body: delivery failure"),
+        BodySays::Delay => return hit(Report, "body: delivery delayed"),
+        BodySays::Evidence if subject_says => return hit(Bounce, format!("subject: {subject}")),
+        _ => {}
+    }
+    if hint && (subject_says || matches!(body, BodySays::Evidence)) {
+        return hit(Bounce, "machine sender: delivery failure");
     }
     None
 }

@@ -34,7 +34,9 @@ fn mail(headers: &str, body: &str) -> ParsedMessage {
 }
 
 fn verdict(headers: &str, body: &str) -> Option<(AutomatedKind, String)> {
-    inspect(&mail(headers, body), &policy()).map(|a| (a.kind, a.reason))
+    inspect(&mail(headers, body), &policy())
+        .automated
+        .map(|a| (a.kind, a.reason))
 }
 
 fn kind(headers: &str, body: &str) -> Option<AutomatedKind> {
@@ -148,22 +150,44 @@ fn vendor_autoreply_headers_are_auto_replies() {
     );
 }
 
+/// The acknowledgement the guard withholds from a person's mail, if any.
+fn withheld(headers: &str, body: &str) -> Option<String> {
+    inspect(&mail(headers, body), &policy()).withhold
+}
+
 #[test]
-fn auto_response_suppress_asks_for_no_answer_only_for_replies() {
+fn auto_response_suppress_withholds_the_acknowledgement_of_human_mail_whatever_its_value() {
+    // "Do not auto-reply to me" is not "I am a machine": human mail, no acknowledgement.
+    for value in ["All", "DR, OOF, AutoReply", "DR, RN, NRN", "Tallow", "OOF"] {
+        let h = format!("X-Auto-Response-Suppress: {value}");
+        assert_eq!(kind(&h, "Hi, my invoice is wrong."), None, "{h}");
+        assert_eq!(
+            withheld(&h, "Hi, my invoice is wrong."),
+            Some(format!(
+                "the sender asked for no automatic reply (x-auto-response-suppress: {value})"
+            )),
+            "{h}"
+        );
+    }
+    // An Exchange out-of-office carries it too, and is still an auto-reply for its own marks.
     assert_eq!(
-        verdict("X-Auto-Response-Suppress: All", "I am away."),
+        verdict(
+            "X-Auto-Response-Suppress: All\r\nAuto-Submitted: auto-replied\r\nSubject: Automatic reply: Widget",
+            "I am away."
+        ),
         Some((
             AutomatedKind::AutoReply,
-            "x-auto-response-suppress: all".into()
+            "auto-submitted: auto-replied".into()
         ))
     );
     assert_eq!(
-        kind("X-Auto-Response-Suppress: DR, OOF, AutoReply", "Hi"),
-        Some(AutomatedKind::AutoReply)
+        withheld(
+            "X-Auto-Response-Suppress: All\r\nAuto-Submitted: auto-replied",
+            ""
+        ),
+        None
     );
-    // Suppressing only delivery and read receipts says nothing about auto-replies.
-    assert_eq!(kind("X-Auto-Response-Suppress: DR, RN, NRN", "Hi"), None);
-    assert_eq!(kind("X-Auto-Response-Suppress: Tallow", "Hi"), None);
+    assert_eq!(withheld("", "My widget is broken."), None);
 }
 
 #[test]
@@ -266,12 +290,12 @@ fn our_own_mail_is_recognised_three_ways() {
     );
     let m = parse(b"From: x@example.net\r\nMessage-ID: <sd.abc.123@example.test>\r\n\r\nhi");
     assert_eq!(
-        inspect(&m, &policy()).map(|a| a.reason),
+        inspect(&m, &policy()).automated.map(|a| a.reason),
         Some("own message-id".into())
     );
     // A customer's id that merely starts with "sd." on another domain is not ours.
     let m = parse(b"From: x@example.net\r\nMessage-ID: <sd.abc@example.net>\r\n\r\nhi");
-    assert_eq!(inspect(&m, &policy()), None);
+    assert_eq!(inspect(&m, &policy()).automated, None);
 }
 
 #[test]
@@ -412,3 +436,7 @@ mod property {
         }
     }
 }
+
+mod bounces;
+mod loops;
+mod withhold;

@@ -20,38 +20,72 @@ fn re(pattern: &str) -> Regex {
     Regex::new(pattern).expect("static regex")
 }
 
-/// Subjects of non-delivery reports from MTAs that mark nothing else, in their exact MTA
-/// wording. Anchored at the start (after optional `[tag]`s), so that "Re: Undeliverable: …"
-/// or "Fwd: Returned mail" from a person is not matched; phrases a customer could use for a
-/// parcel ("Undelivered package", "Delivery status of my order") are in
-/// [`WEAK_BOUNCE_SUBJECT`] instead.
+/// Subjects of non-delivery reports, in the exact wording of MTAs, gateways (antivirus relays,
+/// Exchange, Domino, MailMarshal, InterScan, MessageLabs) and providers, in English, French and
+/// the other languages Exchange and the big providers localise into; gathered from real reports
+/// (sisimai's and Mail::DeliveryStatus::BounceParser's sets) and the subject lists of published
+/// bounce parsers (sisimai's `Order`, PHP-Bounce-Handler's `bouncesubj`).
+///
+/// Anchored at the start (after optional `[tag]`s, `*`s, or the reporting host's name), so that
+/// "Re: Undeliverable: …" or "Fwd: Returned mail" from a person is not matched; phrases a
+/// customer could use for a parcel or a chat message ("Undelivered package", "Delivery failed
+/// for order 12", "Message not delivered") are in [`FAILURE_SUBJECT_WORDING`] and
+/// [`WEAK_BOUNCE_SUBJECT`], which the guard uses only together with other evidence.
 pub static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     re(concat!(
-        r"(?i)^\s*(?:\[[^\]]*\]\s*|\*+\s*)*(?:",
+        r"(?i)^\s*(?:\[[^\]]*\]\s*|\{[^}]*\}\s*|\*+\s*)*(?:[\w-]+(?:\.[\w-]+)+\s+)?(?:",
         r"undelivered mail returned to sender|undeliverable(?: mail| message)?\s*:",
-        r"|undeliverable (?:mail|message)\b|undelivered (?:mail|message)\b",
+        r"|undeliverable (?:mail|message)(?-u:\b)|undelivered (?:mail|message)(?-u:\b)",
         r"|delivery status notification\s*(?:\((?:failure|delay)|:\s*(?:fail|error|delay))",
-        r"|mail delivery failed|returned mail\s*:|failure notice\b|postmaster notify",
+        r"|mail delivery failed|returned mail\s*:|failure notice(?-u:\b)|postmaster notify",
         r"|delivery notification: delivery has failed|mail system error - returned mail",
         r"|warning: could not send message for past|delayed mail \(still being retried\)",
         r"|warning: message \S+ delayed|non remis\s*:|non distribuable\s*:|non recapitabile\s*:",
         r"|unzustellbar\s*:|nicht zustellbar\s*:|onbestelbaar\s*:|no se puede entregar\s*:",
+        r"|n[ãa]o entregue\s*:|niedostarczalne\s*:",
         r"|permanent delivery failure|message delivery has failed|mail could not be delivered",
         r"|(?:sorry, )?your message could not be delivered|message you sent blocked",
         r"|non[- ]delivery report\s*:|delivery failure\s*:|mail failed, returning to sender",
         r"|there was an error sending your mail|failed delivery\s*$|failure delivery\s*$",
+        r"|undeliverable mail notification|message status - undeliverable|nondeliverable mail",
+        r"|notification d['’][ée]tat de (?:la )?(?:remise|distribution) \([ée]chec",
+        r"|(?:rapport|avis|notification) de non[- ](?:remise|distribution)",
+        r"|[ée]chec de (?:la )?(?:remise|distribution) du (?:message|courrier)",
+        r"|votre message n['’]a pas (?:pu [êe]tre|[ée]t[ée]) (?:remis|distribu[ée]|d[ée]livr[ée])",
         r"|недоставленное сообщение|ваше сообщение не доставлено",
         r")"
     ))
 });
+
+/// Delivery-failure wording for subjects, unanchored: what [`BOUNCE_SUBJECT`] knows, plus
+/// wording a person could use about a parcel or a chat message. The guard looks for it
+/// anywhere in a subject that is not a forward ("RE: Undeliverable: …", "Kerio: Delivery
+/// failed", "[SPAM] mail.example.net: returned mail"), and counts it only together with a
+/// report in the body or a machine sender.
+pub const FAILURE_SUBJECT_WORDING: &str = concat!(
+    r"undelivered mail returned to sender|undeliverable|undelivered (?:mail|message|e-?mail)",
+    r"|non-?deliverable|non[- ]delivery|delivery status notification|mail delivery (?:fail|error|problem)",
+    r"|returned (?:e-?)?mail|failure notice|postmaster notif|delivery (?:has )?failed|delivery failure",
+    r"|(?:message|mail) delivery (?:has )?failed|could not be delivered|couldn't be delivered",
+    r"|(?:was|were|has|have|had)(?:n't| not)(?: been)? delivered|(?:message|mail|e-?mail) not delivered",
+    r"|returned to sender|returning (?:message )?to sender|mail transaction failed|delivery errors?(?-u:\b)",
+    r"|message you sent blocked|mail system error|error sending your mail|delivery status report",
+    r"|non remis|non distribuable|non (?:d[ée]livr[ée]|distribu[ée])|n['’]a pas (?:pu [êe]tre|[ée]t[ée]) (?:remis|distribu[ée]|d[ée]livr[ée])",
+    r"|[ée]chec (?:de (?:la )?|d['’])(?:remise|distribution|envoi)|non[- ](?:remise|distribution)",
+    r"|erreur de distribution|courrier non|unzustellbar|nicht zustellbar|zustellung fehlgeschlagen",
+    r"|non recapitabile|mancata consegna|no se puede entregar|no entregado|n[ãa]o entregue",
+    r"|onbestelbaar|niet bezorgd|niedostarczalne|недоставленное|не доставлено"
+);
 
 /// Bounce wording that a person could also use; counts only with a machine hint.
 pub static WEAK_BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     re(concat!(
         r"(?i)^\s*(?:\[[^\]]*\]\s*|\*+\s*)*(?:",
         r"delivery status|delivery report|delivery failure|mail delivery|returned mail",
-        r"|undeliver|undelivered|notice: mail delivery|rejected|could not send|dsn\b|ndn\b",
-        r"|nds\b|mail not delivered|message not delivered|delivery problem|delivery notification",
+        r"|undeliver|undelivered|notice: mail delivery|rejected|could not send|dsn(?-u:\b)|ndn(?-u:\b)",
+        r"|nds(?-u:\b)|ndr(?-u:\b)|mail not delivered|message not delivered|delivery problem|delivery notification",
+        r"|mail status|mail(?:er)? (?:error|failure)|message status|notification d['’][ée]tat",
+        r"|rapport de remise|remise du message|distribution du message|mail system",
         r")"
     ))
 });
@@ -62,23 +96,38 @@ pub static DELAY_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)^\s*(?:\[[^\]]*\]\s*)*(?:",
         r"warning: could not send message for past|delayed mail|delivery delayed",
         r"|delivery status notification \((?:delay|success)\)|message delivery (?:has been )?delayed",
-        r"|delivery (?:notification|report): (?:delay|delivered|success)|remise différée",
+        r"|delivery (?:notification|report): (?:delay|delivered|success)|remise diff[ée]r[ée]e",
         r"|zustellung verzögert|warning: message .* delayed|delivery delay",
         r"|delivered: |relayed: |successful mail delivery report|return receipt",
+        r"|delivery status notification \(mail delivery delayed\)|notification d['’][ée]tat de (?:la )?remise \((?:retard|d[ée]lai|remis)",
+        r"|remis\s*:|distribu[ée]\s*:|retard de (?:remise|distribution|livraison)",
         r")"
     ))
 });
 
-/// Senders that only ever send delivery reports.
+/// Senders that only ever send delivery reports: `MAILER-DAEMON`, `postmaster` and Exchange's
+/// system mailbox (`MicrosoftExchange` and 32 hex digits), however the local part
+/// is quoted, escaped or spelt (`"MAILER-DAEMON"`, `mailer\-daemon`, `Mailer_Daemon`,
+/// `"mailer-daemon@mx.example"@relay`, `relay!MAILER-DAEMON`, `postmaster+tag`).
 pub fn is_mailer_local_part(local: &str) -> bool {
+    let cleaned: String = local
+        .chars()
+        .filter(|c| !matches!(c, '"' | '\'' | '\\' | '<' | '>') && !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let last_hop = cleaned.rsplit('!').next().unwrap_or("");
+    let mailbox = last_hop.split(['@', '%']).next().unwrap_or("");
+    let mailbox = mailbox.split('+').next().unwrap_or("");
+    let squeezed: String = mailbox
+        .chars()
+        .filter(|c| !matches!(c, '-' | '_' | '.'))
+        .collect();
+    if let Some(hex) = squeezed.strip_prefix("microsoftexchange") {
+        return hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit());
+    }
     matches!(
-        local.to_ascii_lowercase().as_str(),
-        "mailer-daemon"
-            | "mailerdaemon"
-            | "mail-daemon"
-            | "maildaemon"
-            | "postmaster"
-            | "post_master"
+        squeezed.as_str(),
+        "mailerdaemon" | "maildaemon" | "mailerdeamon" | "postmaster"
     )
 }
 

@@ -180,9 +180,14 @@ impl Pipeline {
             drafts: drafts.as_slice(),
             kind: store::OutboxKind::AgentNotice,
         };
-        if let Err(refusal) =
-            guard::may_acknowledge(&self.acks, &history, agent, t.incoming.delivered_at, t.now)?
-        {
+        if let Err(refusal) = guard::may_acknowledge(
+            &self.acks,
+            &history,
+            agent,
+            None,
+            t.incoming.delivered_at,
+            t.now,
+        )? {
             let detail = format!("no notice to the agent: {refusal}");
             let ticket_id = ticket.map(|t| t.id);
             store::record_event(

@@ -158,7 +158,7 @@ impl Pipeline {
         drafts: &mut Vec<Arc<Planned<'a>>>,
     ) -> anyhow::Result<()> {
         // Who the customer is: From, else (From unusable) Reply-To, else Sender.
-        let (customer, sender_note) = customer_of(t.msg);
+        let (customer, sender_note) = customer_of(t.msg, t.analysed.verdict.person.as_ref());
         let from = customer.map_or(NO_SENDER, |m| m.address.as_str());
         let classification = &t.analysed.classification;
         let category = t
@@ -182,7 +182,14 @@ impl Pipeline {
             Some(refusal) => Err(refusal),
             None => {
                 let to = customer.map_or("", |m| m.address.as_str());
-                guard::may_acknowledge(&self.acks, &history, to, t.incoming.delivered_at, t.now)?
+                guard::may_acknowledge(
+                    &self.acks,
+                    &history,
+                    to,
+                    t.analysed.verdict.withhold.as_deref(),
+                    t.incoming.delivered_at,
+                    t.now,
+                )?
             }
         };
         let refusal =
@@ -437,9 +444,16 @@ impl Pipeline {
 /// What stands in the customer column of a ticket nobody can be answered on.
 const NO_SENDER: &str = "(no usable sender)";
 
-/// The customer of a new request: From, else Reply-To, else Sender (RFC 5322 §3.6.2: where
-/// answers go, then who sent it), with a note for the team when From could not be used.
-fn customer_of(msg: &ParsedMessage) -> (Option<&crate::parse::Mailbox>, Option<String>) {
+/// The customer of a new request: the person our own group relayed (`person`, the guard's
+/// reading of a DMARC From rewrite), else From, else Reply-To, else Sender (RFC 5322 §3.6.2:
+/// where answers go, then who sent it), with a note for the team when From could not be used.
+fn customer_of<'m>(
+    msg: &'m ParsedMessage,
+    person: Option<&'m crate::parse::Mailbox>,
+) -> (Option<&'m crate::parse::Mailbox>, Option<String>) {
+    if let Some(person) = person {
+        return (Some(person), None);
+    }
     if let Some(from) = &msg.from {
         return (Some(from), None);
     }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
 use super::Incoming;
 use super::jobs::{JobQueue, Results};
 use crate::classify::{Classification, Classifier};
-use crate::guard::{self, Automated, GuardPolicy};
+use crate::guard::{self, GuardPolicy, Verdict};
 use crate::parse::{self, ParsedMessage};
 
 /// The long-lived worker threads of one pipeline.
@@ -168,7 +168,7 @@ impl Analyser {
                 None => (&self.guard, None),
             };
             Analysed {
-                automated: guard::inspect(&msg, policy),
+                verdict: guard::inspect(&msg, policy),
                 classification: classifier.classify_message_as(&msg, &self.support_address, chosen),
                 msg,
                 failure: None,
@@ -184,7 +184,7 @@ impl Analyser {
                 ..Default::default()
             };
             Analysed {
-                automated: None,
+                verdict: Verdict::default(),
                 classification: classifier.classify_message(&msg, &self.support_address),
                 msg,
                 failure: Some("the parser panicked on this message".into()),
@@ -229,7 +229,10 @@ impl Prepared {
 /// What can be known of a message without the database.
 pub(super) struct Analysed {
     pub(super) msg: ParsedMessage,
-    pub(super) automated: Option<Automated>,
+    /// The guard's verdict: automated or human, an acknowledgement to withhold, and the person
+    /// behind our own group's DMARC rewrite (`verdict.person`, the customer to record instead
+    /// of From; not wired into the customer yet).
+    pub(super) verdict: Verdict,
     /// Used only if the message turns out to open a ticket; cheap enough to compute for all,
     /// off the single database writer.
     pub(super) classification: Classification,

@@ -102,7 +102,7 @@ fn check_all(files: &[PathBuf], policy: &GuardPolicy) -> Vec<Checked> {
         .map(|p| {
             let raw = fs::read(p).unwrap();
             let msg = parse(&raw);
-            let verdict = inspect(&msg, policy);
+            let verdict = inspect(&msg, policy).automated;
             Checked {
                 path: p.clone(),
                 msg,

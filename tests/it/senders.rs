@@ -81,3 +81,24 @@ fn with_no_usable_address_at_all_the_team_is_told_and_nobody_is_answered() {
     let text = notification_text(&app, ticket);
     assert!(text.contains("no usable sender address"), "{text}");
 }
+
+/// Class (a): our own Google Group rewrote From to itself (DMARC); the person is in
+/// X-Original-From, and becomes the customer.
+#[test]
+fn a_from_rewritten_by_our_own_group_is_the_person_in_x_original_from() {
+    let app = App::with(|c| c.support_line("aliases = [\"help@example.test\"]"));
+    let mail = app.write(
+        "m.eml",
+        b"From: 'Denis Vasseur' via Help <help@example.test>\r\nX-Original-From: Denis Vasseur <denis.vasseur@customers.example>\r\nReply-To: Denis Vasseur <denis.vasseur@customers.example>\r\nTo: Help <help@example.test>\r\nSubject: Facture introuvable dans l'espace client\r\nMessage-ID: <dmarc-1@customers.example>\r\nList-ID: <help.example.test>\r\nPrecedence: list\r\nX-BeenThere: help@example.test\r\n\r\nBonjour, je ne trouve pas ma facture de novembre dans mon espace client.\r\n",
+    );
+    let outcome = app.ingest_one(&mail);
+    assert_eq!(outcome["action"], "new", "{outcome:#}");
+    let ticket = app.ticket(outcome["ticket"].as_str().expect("ticket"));
+    assert_eq!(
+        ticket["customer"], "denis.vasseur@customers.example",
+        "{ticket:#}"
+    );
+    for ack in app.outbox().iter().filter(|o| o["kind"] == "ack") {
+        assert_eq!(ack["to"], "denis.vasseur@customers.example");
+    }
+}
