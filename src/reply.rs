@@ -10,6 +10,7 @@ mod draft;
 mod escalation;
 mod message;
 mod relay;
+mod team;
 mod wording;
 
 #[cfg(test)]
@@ -30,6 +31,7 @@ pub use draft::{
 };
 pub use escalation::{EscalationInput, Level};
 pub use relay::{AgentNoticeInput, NoticeReason, RelayInput};
+use team::{AccountContext, Detail, account_context, details, sample_account};
 use wording::Lang;
 
 /// Loop header put on everything we send; its value is our own address.
@@ -248,82 +250,6 @@ struct NotificationContext<'a> {
     context: Vec<Detail>,
     support_name: &'a str,
     support_address: &'a str,
-}
-
-/// The account variables every team mail shares; templates/README.md documents them.
-#[derive(Serialize)]
-struct AccountContext<'a> {
-    account_found: bool,
-    /// `label: value` lines.
-    account: Vec<String>,
-    account_matched_by: &'static str,
-    accounts_known: bool,
-    found_emails: &'a [String],
-    found_urls: &'a [String],
-}
-
-/// A matched account, to render templates with before a set is accepted.
-fn sample_account() -> crate::accounts::Lookup {
-    crate::accounts::Lookup::Found {
-        account: crate::store::Account {
-            email: "julie@example.test".to_owned(),
-            name: "Julie Martin".to_owned(),
-            plan: "pro".to_owned(),
-            project_url: "https://example.test/p/1".to_owned(),
-            company: String::new(),
-            created_at: String::new(),
-            extra: vec![("seats".to_owned(), "3".to_owned())],
-        },
-        by: crate::store::AccountMatch::Sender,
-    }
-}
-
-fn account_context(lang: Lang, lookup: &crate::accounts::Lookup) -> AccountContext<'_> {
-    use crate::accounts::Lookup;
-    match lookup {
-        Lookup::Found { account, by } => AccountContext {
-            account_found: true,
-            account: wording::account_lines(lang, account),
-            account_matched_by: wording::matched_by(lang, *by),
-            accounts_known: true,
-            found_emails: &[],
-            found_urls: &[],
-        },
-        Lookup::NotFound {
-            emails,
-            urls,
-            accounts_known,
-        } => AccountContext {
-            account_found: false,
-            account: Vec::new(),
-            account_matched_by: "",
-            accounts_known: *accounts_known,
-            found_emails: emails,
-            found_urls: urls,
-        },
-    }
-}
-
-/// One (name, value) pair of `account` or `context` in `notification.hbs`, each on one line
-/// and at most [`MAX_DETAIL_CHARS`] characters.
-#[derive(Serialize)]
-struct Detail {
-    name: String,
-    value: String,
-}
-
-/// A detail's name or value is cut to this many characters: the dashboard's account object
-/// is shown to the team, not archived.
-const MAX_DETAIL_CHARS: usize = 300;
-
-fn details(pairs: &[(String, String)]) -> Vec<Detail> {
-    pairs
-        .iter()
-        .map(|(name, value)| Detail {
-            name: truncate_chars(&header_text(name), MAX_DETAIL_CHARS),
-            value: truncate_chars(&header_text(value), MAX_DETAIL_CHARS),
-        })
-        .collect()
 }
 
 impl Templates {

@@ -123,25 +123,19 @@ pub fn clocks(conn: &Connection, filter: ClockFilter) -> Result<Vec<ClockRow>> {
         ),
         ClockFilter::OpenedSince(since) => ("t.created_at >= :since", (":since", since)),
     };
-    // The assignee is the detail of the ticket's latest `assigned` event.
     let sql = format!(
         "SELECT t.id, t.ref, c.clock, t.category, t.customer, t.subject, t.status, t.created_at,
                 c.started_at, c.budget, c.business, c.due_at, c.satisfied_at, c.at_risk_at,
                 c.breached_at,
                 (SELECT MIN(m.received_at) FROM messages m
                   WHERE m.ticket_id = t.id AND m.direction = :out),
-                (SELECT e.detail FROM events e WHERE e.ticket_id = t.id AND e.kind = :assigned
-                  ORDER BY e.at DESC, e.id DESC LIMIT 1)
+                t.assignee
          FROM sla_clocks c JOIN tickets t ON t.id = c.ticket_id
          WHERE {condition}
          ORDER BY t.id, c.clock"
     );
     let mut stmt = conn.prepare(&sql)?;
-    let named: [(&str, &dyn rusqlite::ToSql); 3] = [
-        (":out", &Direction::Out),
-        (":assigned", &EventKind::Assigned),
-        bound,
-    ];
+    let named: [(&str, &dyn rusqlite::ToSql); 2] = [(":out", &Direction::Out), bound];
     let rows = stmt.query_map(named.as_slice(), |r| {
         Ok(ClockRow {
             ticket_id: r.get(0)?,

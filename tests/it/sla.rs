@@ -4,12 +4,12 @@
 //! clock, holidays from the configured file, and the `supportd sla` report.
 //!
 //! What the agents' side writes (an answer relayed to the customer, a status change, an
-//! assignment) has no command in this build; those rows are written with the store functions
-//! that side calls (`store::insert_message` with `Direction::Out`,
-//! `store::record_status_change`, an `assigned` event).
+//! assignment) is written here with the store functions that side calls
+//! (`store::insert_message` with `Direction::Out`, `store::assign`); tests/it/agents.rs drives
+//! the same through agents' mail and `supportd tickets`.
 
 use serde_json::Value;
-use supportd::store::{self, Direction, EventKind, MessageAction, NewMessage, Store};
+use supportd::store::{self, Direction, MessageAction, NewMessage, Store};
 
 use crate::helpers::app::App;
 use crate::helpers::{db, fold};
@@ -173,13 +173,11 @@ fn at_risk_then_breached_are_queued_once_each_to_the_team_and_the_assignee() {
     {
         let store = open(&app);
         let id = ticket_id(&store, "CHT-1");
-        store::record_event(
+        store::assign(
             store.conn(),
-            EventKind::Assigned,
-            Some(id),
-            None,
-            Some("lead@example.test"),
+            id,
             "alice@example.test",
+            Some("lead@example.test"),
         )
         .expect("assign");
     }
