@@ -103,8 +103,10 @@ impl GuardPolicy {
 
 /// Our own address in a loop header (`X-Loop` and its kin: `X-OTRS-Loop`, `X-Zammad-Loop`,
 /// `X-RT-Loop-Prevention`, `X-Mailer-Loop`, Exchange's `X-MS-Exchange-Inbox-Rules-Loop`, ...),
-/// or the same own address delivered to twice (`Delivered-To`, RFC 9228: each delivery adds
-/// one, so a second one for the same mailbox is the message coming round again).
+/// or the same own address delivered to three times (`Delivered-To`, RFC 9228: each delivery
+/// adds one). Twice is not enough: a message re-sent as it was stored (a copy an admin injects
+/// again, a customer redirecting our mail back with its headers) carries our first one, and
+/// Dovecot's LMTP adds the second; a loop goes round more than once.
 /// Returns the reason.
 pub(super) fn loop_naming_us(msg: &ParsedMessage, policy: &GuardPolicy) -> Option<String> {
     for (name, value) in &msg.headers {
@@ -119,8 +121,8 @@ pub(super) fn loop_naming_us(msg: &ParsedMessage, policy: &GuardPolicy) -> Optio
     let mut seen: Vec<String> = Vec::new();
     for value in msg.header_all("delivered-to") {
         for address in addresses_in(value).filter(|a| policy.is_own(a)) {
-            if seen.contains(&address) {
-                return Some(format!("delivered-to twice: {address}"));
+            if seen.iter().filter(|s| **s == address).count() >= 2 {
+                return Some(format!("delivered-to three times: {address}"));
             }
             seen.push(address);
         }

@@ -44,19 +44,27 @@ fn x_loop_and_its_kin_naming_one_of_our_addresses_are_our_own_mail() {
 }
 
 #[test]
-fn our_own_mailbox_delivered_to_twice_is_a_loop_and_alias_expansion_is_not() {
+fn our_own_mailbox_delivered_to_three_times_is_a_loop_and_a_resent_copy_is_not() {
     assert_eq!(
         verdict(
-            "Delivered-To: support@example.test\r\nReceived: by mx\r\nDelivered-To: Support@example.test",
+            "Delivered-To: support@example.test\r\nReceived: by mx\r\nDelivered-To: Support@example.test\r\nReceived: by mx\r\nDelivered-To: support@example.test",
             "hi"
         ),
         Some((
             AutomatedKind::OwnMail,
-            "delivered-to twice: support@example.test".into()
+            "delivered-to three times: support@example.test".into()
         ))
     );
-    // Once, or two different mailboxes of ours (help@ expanded to support@): a person.
+    // Once; twice (a stored copy sent to us again: its header plus our server's); or two
+    // different mailboxes of ours (help@ expanded to support@): a person.
     assert_eq!(verdict("Delivered-To: support@example.test", "hi"), None);
+    assert_eq!(
+        verdict(
+            "Delivered-To: support@example.test\r\nReceived: by mx\r\nDelivered-To: support@example.test",
+            "hi"
+        ),
+        None
+    );
     assert_eq!(
         verdict(
             "Delivered-To: help@example.test\r\nDelivered-To: support@example.test",
