@@ -24,8 +24,9 @@ use chrono::{DateTime, Utc};
 use handlebars::Handlebars;
 use serde::Serialize;
 
-pub(crate) use checks::describe_render_error;
-use checks::{StrictIf, describe_template_error, find_partial, is_locale_name, too_deep};
+#[cfg(test)]
+use checks::is_locale_name;
+pub(crate) use checks::{describe_render_error, register_locales, strict_registry};
 pub use draft::{
     AckDraft, AgentNoticeDraft, Draft, MIN_REQUEST_CHARS, NotificationDraft, RelayDraft, tips_in,
 };
@@ -258,36 +259,9 @@ impl Templates {
     /// sample data before the set is accepted, so a broken edit is refused here and a reload
     /// keeps serving the last good set.
     pub fn load(dir: &Path) -> Result<Templates, ReplyError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |error| ReplyError::Io { path, error }
-        };
-        let mut locales = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
-            let entry = entry.map_err(io(dir))?;
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                continue;
-            };
-            // Stray folders (".git", "old", backups) are not locales; a locale-looking folder
-            // must be complete, or a typo would silently drop a language.
-            if is_locale_name(&name) && entry.path().is_dir() {
-                locales.push(name);
-            }
-        }
-        locales.sort();
-        if locales.is_empty() {
-            return Err(ReplyError::NoLocale(dir.to_path_buf()));
-        }
-
         let mut registry = strict_registry();
         registry.register_escape_fn(handlebars::no_escape);
-        for locale in &locales {
-            for name in TEMPLATE_NAMES {
-                let path = dir.join(locale).join(format!("{name}.hbs"));
-                let source = std::fs::read_to_string(&path).map_err(io(&path))?;
-                register_checked(&mut registry, &format!("{locale}/{name}"), &path, source)?;
-            }
-        }
+        let locales = register_locales(&mut registry, dir, &TEMPLATE_NAMES)?;
 
         let templates = Templates {
             registry,
@@ -748,53 +722,4 @@ fn tidy_body(text: &str) -> String {
     out.truncate(out.trim_end().len());
     out.push_str("\r\n");
     out
-}
-
-/// A Handlebars registry as every admin-edited template set gets it: strict mode, and `if` /
-/// `unless` that refuse an unknown variable. Escaping is the caller's choice (HTML-escaped by
-/// default; mail turns it off).
-pub(crate) fn strict_registry() -> Handlebars<'static> {
-    let mut registry = Handlebars::new();
-    registry.set_strict_mode(true);
-    // The stock `if`/`unless` treat an unknown variable as false even in strict mode, so a
-    // misspelt `{{#if has_tip}}` would silently hide a section forever.
-    registry.register_helper("if", Box::new(StrictIf { positive: true }));
-    registry.register_helper("unless", Box::new(StrictIf { positive: false }));
-    registry
-}
-
-/// Registers an admin's template `source` (read from `path`) as `key`, refusing what would
-/// hurt the daemon: more than [`MAX_TEMPLATE_BYTES`], nesting deeper than [`MAX_NESTING`],
-/// partials and decorators. Also used for the form page's templates (`crate::http`).
-///
-/// # Errors
-/// The reason, with `path` and the line where it is known.
-pub(crate) fn register_checked(
-    registry: &mut Handlebars<'static>,
-    key: &str,
-    path: &Path,
-    source: String,
-) -> Result<(), ReplyError> {
-    let refuse = |reason: String| ReplyError::Template {
-        path: path.to_path_buf(),
-        reason,
-    };
-    if source.len() > MAX_TEMPLATE_BYTES {
-        return Err(refuse(format!("larger than {MAX_TEMPLATE_BYTES} bytes")));
-    }
-    if let Some(line) = too_deep(&source) {
-        return Err(refuse(format!(
-            "blocks nested more than {MAX_NESTING} deep (or parentheses more than \
-             {MAX_NESTING} deep) at line {line}"
-        )));
-    }
-    registry
-        .register_template_string(key, source)
-        .map_err(|e| refuse(describe_template_error(&e)))?;
-    if let Some((line, column)) = registry.get_template(key).and_then(find_partial) {
-        return Err(refuse(format!(
-            "partials and decorators are not supported, at line {line}, column {column}"
-        )));
-    }
-    Ok(())
 }

@@ -9,7 +9,7 @@ use handlebars::Handlebars;
 use serde::Serialize;
 
 use super::request::{MAX_CHARS, MIN_CHARS};
-use crate::reply::{ReplyError, describe_render_error, register_checked, strict_registry};
+use crate::reply::{ReplyError, describe_render_error, register_locales, strict_registry};
 
 /// The pages every locale folder must provide, without `.hbs`.
 const PAGE_NAMES: [&str; 3] = ["support", "confirmation", "no_account"];
@@ -100,32 +100,9 @@ impl Pages {
             let path = path.to_path_buf();
             move |error| ReplyError::Io { path, error }
         };
-        let mut locales = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
-            let entry = entry.map_err(io(dir))?;
-            if let Some(name) = entry.file_name().to_str()
-                && entry.path().is_dir()
-                && (2..=16).contains(&name.len())
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                locales.push(name.to_string());
-            }
-        }
-        locales.sort();
-        if locales.is_empty() {
-            return Err(ReplyError::NoLocale(dir.to_path_buf()));
-        }
         // Escaping stays on: nothing the customer typed may become markup.
         let mut registry = strict_registry();
-        for locale in &locales {
-            for name in PAGE_NAMES {
-                let path = dir.join(locale).join(format!("{name}.hbs"));
-                let source = std::fs::read_to_string(&path).map_err(io(&path))?;
-                register_checked(&mut registry, &format!("{locale}/{name}"), &path, source)?;
-            }
-        }
+        let locales = register_locales(&mut registry, dir, &PAGE_NAMES)?;
         let read = |name: &str| -> Result<String, ReplyError> {
             let path = dir.join(name);
             std::fs::read_to_string(&path).map_err(io(&path))

@@ -7,7 +7,9 @@ use handlebars::{
     RenderError, RenderErrorReason, Renderable, Template, TemplateError,
 };
 
-use super::MAX_NESTING;
+use std::path::Path;
+
+use super::{MAX_NESTING, MAX_TEMPLATE_BYTES, ReplyError};
 
 /// Folder names that look like a language tag: "fr", "en", "pt-BR", "pt_BR". The primary
 /// subtag has 2, 3 or 5 to 8 letters (BCP 47; four are reserved), so `templates/http`, the form
@@ -140,4 +142,93 @@ impl HelperDef for StrictIf {
             None => Ok(()),
         }
     }
+}
+
+/// A Handlebars registry as every admin-edited template set gets it: strict mode, and `if` /
+/// `unless` that refuse an unknown variable. Escaping is the caller's choice (HTML-escaped by
+/// default; mail turns it off).
+pub(crate) fn strict_registry() -> Handlebars<'static> {
+    let mut registry = Handlebars::new();
+    registry.set_strict_mode(true);
+    // The stock `if`/`unless` treat an unknown variable as false even in strict mode, so a
+    // misspelt `{{#if has_tip}}` would silently hide a section forever.
+    registry.register_helper("if", Box::new(StrictIf { positive: true }));
+    registry.register_helper("unless", Box::new(StrictIf { positive: false }));
+    registry
+}
+
+/// Registers an admin's template `source` (read from `path`) as `key`, refusing what would
+/// hurt the daemon: more than [`MAX_TEMPLATE_BYTES`], nesting deeper than [`MAX_NESTING`],
+/// partials and decorators. Also used for the form page's templates (`crate::http`).
+///
+/// # Errors
+/// The reason, with `path` and the line where it is known.
+pub(crate) fn register_checked(
+    registry: &mut Handlebars<'static>,
+    key: &str,
+    path: &Path,
+    source: String,
+) -> Result<(), ReplyError> {
+    let refuse = |reason: String| ReplyError::Template {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if source.len() > MAX_TEMPLATE_BYTES {
+        return Err(refuse(format!("larger than {MAX_TEMPLATE_BYTES} bytes")));
+    }
+    if let Some(line) = too_deep(&source) {
+        return Err(refuse(format!(
+            "blocks nested more than {MAX_NESTING} deep (or parentheses more than \
+             {MAX_NESTING} deep) at line {line}"
+        )));
+    }
+    registry
+        .register_template_string(key, source)
+        .map_err(|e| refuse(describe_template_error(&e)))?;
+    if let Some((line, column)) = registry.get_template(key).and_then(find_partial) {
+        return Err(refuse(format!(
+            "partials and decorators are not supported, at line {line}, column {column}"
+        )));
+    }
+    Ok(())
+}
+
+/// Registers `<dir>/<locale>/<name>.hbs` as `<locale>/<name>` for each of `names` in every
+/// locale folder of `dir` (sorted); returns the locales. Stray folders (".git", "old",
+/// backups, `http`) are not locales; a locale-looking folder must be complete, or a typo would
+/// silently drop a language.
+///
+/// # Errors
+/// No locale folder, a missing or unreadable file, a template [`register_checked`] refuses.
+pub(crate) fn register_locales(
+    registry: &mut Handlebars<'static>,
+    dir: &Path,
+    names: &[&str],
+) -> Result<Vec<String>, ReplyError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |error| ReplyError::Io { path, error }
+    };
+    let mut locales = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if is_locale_name(&name) && entry.path().is_dir() {
+            locales.push(name);
+        }
+    }
+    locales.sort();
+    if locales.is_empty() {
+        return Err(ReplyError::NoLocale(dir.to_path_buf()));
+    }
+    for locale in &locales {
+        for name in names {
+            let path = dir.join(locale).join(format!("{name}.hbs"));
+            let source = std::fs::read_to_string(&path).map_err(io(&path))?;
+            register_checked(registry, &format!("{locale}/{name}"), &path, source)?;
+        }
+    }
+    Ok(locales)
 }
