@@ -542,6 +542,7 @@ impl AckHistory for BatchHistory<'_, '_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::tests::sample_ticket;
 
     fn store() -> (tempfile::TempDir, store::Store) {
         let dir = tempfile::tempdir().unwrap();
@@ -555,14 +556,8 @@ mod tests {
         let (id, _) = store::create_ticket(
             conn,
             &store::NewTicket {
-                prefix: "CHT",
-                customer,
-                customer_name: None,
-                subject: "s",
-                category: "billing",
-                created_at: 1,
-                due_at: None,
                 language: "en",
+                ..sample_ticket(customer, 1)
             },
         )
         .unwrap();

@@ -126,6 +126,7 @@ pub fn assignee(conn: &Connection, ticket_id: i64) -> Result<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::tests::sample_ticket;
     use crate::store::tests::temp_store;
     use crate::store::{NewTicket, create_ticket, ticket};
 
@@ -136,14 +137,8 @@ mod tests {
         let (id, _) = create_ticket(
             conn,
             &NewTicket {
-                prefix: "CHT",
-                customer: "a@b.fr",
-                customer_name: None,
-                subject: "s",
                 category: "other",
-                created_at: 10,
-                due_at: None,
-                language: "fr",
+                ..sample_ticket("a@b.fr", 10)
             },
         )
         .unwrap();

@@ -169,8 +169,9 @@ pub fn oldest_unsent(conn: &Connection) -> Result<Option<i64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::tests::sample_ticket;
     use crate::store::tests::temp_store;
-    use crate::store::{NewTicket, create_ticket};
+    use crate::store::create_ticket;
 
     fn request<'a>(
         key: Option<&'a str>,
@@ -196,20 +197,7 @@ mod tests {
     fn a_key_is_unique_per_address_and_the_window_counts_only_recent_requests() {
         let (_d, mut store) = temp_store();
         let tx = store.begin().unwrap();
-        create_ticket(
-            &tx,
-            &NewTicket {
-                prefix: "CHT",
-                customer: "julie@example.test",
-                customer_name: None,
-                subject: "s",
-                category: "billing",
-                created_at: 0,
-                due_at: None,
-                language: "fr",
-            },
-        )
-        .unwrap();
+        create_ticket(&tx, &sample_ticket("julie@example.test", 0)).unwrap();
         let julie = "julie@example.test";
         insert_http_request(&tx, &request(Some("k1"), julie, "m1", 100)).unwrap();
         insert_http_request(&tx, &request(None, julie, "m2", 200)).unwrap();

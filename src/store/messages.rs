@@ -339,8 +339,9 @@ pub fn ticket_messages(conn: &Connection, ticket_id: i64) -> Result<Vec<MessageV
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::tests::sample_ticket;
     use crate::store::tests::temp_store;
-    use crate::store::{NewTicket, create_ticket};
+    use crate::store::create_ticket;
 
     fn stored<'a>(
         ticket_id: Option<i64>,
@@ -435,23 +436,7 @@ mod tests {
     fn a_reused_id_names_each_of_its_tickets_newest_first() {
         let (_d, mut store) = temp_store();
         let tx = store.begin().unwrap();
-        let ticket = |n: &str| {
-            create_ticket(
-                &tx,
-                &NewTicket {
-                    prefix: "CHT",
-                    customer: n,
-                    customer_name: None,
-                    subject: "s",
-                    category: "billing",
-                    created_at: 1,
-                    due_at: None,
-                    language: "fr",
-                },
-            )
-            .unwrap()
-            .0
-        };
+        let ticket = |n: &str| create_ticket(&tx, &sample_ticket(n, 1)).unwrap().0;
         let (one, two) = (ticket("a@b.fr"), ticket("c@d.fr"));
         insert_message(&tx, &stored(Some(one), "m@x", "sha1", "first")).unwrap();
         insert_message(&tx, &stored(Some(two), "m@x", "sha2", "second")).unwrap();
@@ -472,23 +457,7 @@ mod tests {
     fn a_conversation_names_the_tickets_of_its_messages_and_of_our_mail_most_recent_first() {
         let (_d, mut store) = temp_store();
         let tx = store.begin().unwrap();
-        let ticket = |n: &str| {
-            create_ticket(
-                &tx,
-                &NewTicket {
-                    prefix: "CHT",
-                    customer: n,
-                    customer_name: None,
-                    subject: "s",
-                    category: "billing",
-                    created_at: 1,
-                    due_at: None,
-                    language: "fr",
-                },
-            )
-            .unwrap()
-            .0
-        };
+        let ticket = |n: &str| create_ticket(&tx, &sample_ticket(n, 1)).unwrap().0;
         let (one, two) = (ticket("a@b.fr"), ticket("c@d.fr"));
         let inbound = |t: i64, sha: &str, at: i64| {
             let mut m = stored(Some(t), sha, sha, "text");

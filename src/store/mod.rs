@@ -422,8 +422,23 @@ pub fn rollback_savepoint(conn: &Connection) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A new ticket for tests: `customer`'s `billing` request `s` in French at `created_at`,
+    /// with no due time; change what a test needs with `..sample_ticket(..)`.
+    pub(crate) fn sample_ticket(customer: &str, created_at: i64) -> NewTicket<'_> {
+        NewTicket {
+            prefix: "CHT",
+            customer,
+            customer_name: None,
+            subject: "s",
+            category: "billing",
+            created_at,
+            due_at: None,
+            language: "fr",
+        }
+    }
 
     pub(super) fn temp_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();

@@ -237,6 +237,7 @@ pub fn ticket_clock(conn: &Connection, ticket_id: i64) -> Result<Option<ClockRow
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::tests::sample_ticket;
     use crate::store::tests::temp_store;
     use crate::store::{NewTicket, create_ticket};
 
@@ -244,14 +245,8 @@ mod tests {
         let (id, _) = create_ticket(
             conn,
             &NewTicket {
-                prefix: "CHT",
-                customer: "a@b.fr",
-                customer_name: None,
-                subject: "s",
-                category: "billing",
-                created_at,
                 due_at: Some(created_at + 100),
-                language: "fr",
+                ..sample_ticket("a@b.fr", created_at)
             },
         )
         .unwrap();

@@ -278,6 +278,7 @@ pub fn has_bouncing_participant(conn: &Connection, ticket_id: i64) -> Result<boo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::tests::sample_ticket;
     use crate::store::tests::temp_store;
 
     #[test]
@@ -309,20 +310,7 @@ mod tests {
     fn a_closed_ticket_is_reopened_by_a_touch() {
         let (_d, mut store) = temp_store();
         let tx = store.begin().unwrap();
-        let (id, _) = create_ticket(
-            &tx,
-            &NewTicket {
-                prefix: "CHT",
-                customer: "a@b.fr",
-                customer_name: None,
-                subject: "s",
-                category: "billing",
-                created_at: 1,
-                due_at: None,
-                language: "fr",
-            },
-        )
-        .unwrap();
+        let (id, _) = create_ticket(&tx, &sample_ticket("a@b.fr", 1)).unwrap();
         assert!(!touch_ticket(&tx, id, 2).unwrap());
         set_ticket_status(&tx, id, TicketStatus::Closed).unwrap();
         assert_eq!(list_tickets(&tx, Some("closed"), None).unwrap().len(), 1);
@@ -335,20 +323,7 @@ mod tests {
     fn a_touch_that_keeps_the_status_leaves_a_closed_ticket_closed() {
         let (_d, mut store) = temp_store();
         let tx = store.begin().unwrap();
-        let (id, _) = create_ticket(
-            &tx,
-            &NewTicket {
-                prefix: "CHT",
-                customer: "a@b.fr",
-                customer_name: None,
-                subject: "s",
-                category: "billing",
-                created_at: 1,
-                due_at: None,
-                language: "fr",
-            },
-        )
-        .unwrap();
+        let (id, _) = create_ticket(&tx, &sample_ticket("a@b.fr", 1)).unwrap();
         set_ticket_status(&tx, id, TicketStatus::Closed).unwrap();
         assert_eq!(
             touch_ticket_keep_status(&tx, id, 5).unwrap(),
