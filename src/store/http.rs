@@ -169,9 +169,9 @@ pub fn oldest_unsent(conn: &Connection) -> Result<Option<i64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::create_ticket;
     use crate::store::tests::sample_ticket;
     use crate::store::tests::temp_store;
-    use crate::store::create_ticket;
 
     fn request<'a>(
         key: Option<&'a str>,

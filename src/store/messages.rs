@@ -339,9 +339,9 @@ pub fn ticket_messages(conn: &Connection, ticket_id: i64) -> Result<Vec<MessageV
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::create_ticket;
     use crate::store::tests::sample_ticket;
     use crate::store::tests::temp_store;
-    use crate::store::create_ticket;
 
     fn stored<'a>(
         ticket_id: Option<i64>,
